@@ -1,0 +1,1 @@
+"""One module per stack; constructs used by one stack live beside it."""

@@ -1,0 +1,127 @@
+"""Storage stack: every stateful resource of the app (buckets and the bot token secret)."""
+
+from __future__ import annotations
+
+from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_secretsmanager as secretsmanager
+from cdk_nag import NagSuppressions
+from constructs import Construct
+
+from infra.config import StorageConfig
+
+# The token is created as a random placeholder; operators replace it with put-secret-value.
+TOKEN_PLACEHOLDER_MARKER = "REPLACE-ME"
+
+
+class StorageStack(Stack):
+    """Owns the models, datasets, outputs and access-log buckets and the Discord token secret."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: StorageConfig,
+        env_name: str,
+        **kwargs: object,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)  # type: ignore[arg-type]
+        data_removal = RemovalPolicy.RETAIN if config.retain_data else RemovalPolicy.DESTROY
+
+        self.access_logs_bucket = s3.Bucket(
+            self,
+            "AccessLogsBucket",
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            # S3 server access logging only delivers to SSE-S3 buckets.
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            enforce_ssl=True,
+            minimum_tls_version=1.2,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            lifecycle_rules=[
+                s3.LifecycleRule(id="expire-logs", expiration=Duration.days(config.access_logs_expiry_days))
+            ],
+            removal_policy=data_removal,
+            auto_delete_objects=not config.retain_data,
+        )
+        self.models_bucket = self._data_bucket(
+            "ModelsBucket", log_prefix="models/", removal=data_removal, retain=config.retain_data, versioned=True
+        )
+        self.datasets_bucket = self._data_bucket(
+            "DatasetsBucket", log_prefix="datasets/", removal=data_removal, retain=config.retain_data
+        )
+        self.outputs_bucket = self._data_bucket(
+            "OutputsBucket",
+            log_prefix="outputs/",
+            removal=data_removal,
+            retain=config.retain_data,
+            lifecycle_rules=[
+                s3.LifecycleRule(id="expire-outputs", expiration=Duration.days(config.outputs_expiry_days))
+            ],
+        )
+
+        self.bot_token_secret = secretsmanager.Secret(
+            self,
+            "DiscordBotToken",
+            secret_name=f"genart/{env_name}/discord-bot-token",
+            description="Discord bot token for the GenArt bot. Replace the placeholder with put-secret-value.",
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                secret_string_template=f'{{"placeholder": "{TOKEN_PLACEHOLDER_MARKER}"}}',
+                generate_string_key="value",
+                exclude_punctuation=True,
+            ),
+            removal_policy=data_removal,
+        )
+        NagSuppressions.add_resource_suppressions(
+            self.bot_token_secret,
+            [
+                {
+                    "id": "AwsSolutions-SMG4",
+                    "reason": "Discord bot tokens are issued by the Discord developer portal and cannot be "
+                    "rotated by a Lambda; docs/operations.md describes manual rotation.",
+                }
+            ],
+        )
+
+        for output_id, value, description in (
+            ("ModelsBucketName", self.models_bucket.bucket_name, "Models bucket (ONNX generator, diffusers weights)"),
+            ("DatasetsBucketName", self.datasets_bucket.bucket_name, "Datasets bucket (training images)"),
+            ("OutputsBucketName", self.outputs_bucket.bucket_name, "Outputs bucket (generated images, expiring)"),
+            ("AccessLogsBucketName", self.access_logs_bucket.bucket_name, "S3 server access logs"),
+            ("BotTokenSecretArn", self.bot_token_secret.secret_arn, "Secret holding the Discord bot token"),
+        ):
+            CfnOutput(self, output_id, value=value, description=description)
+
+    def _data_bucket(
+        self,
+        construct_id: str,
+        *,
+        log_prefix: str,
+        removal: RemovalPolicy,
+        retain: bool,
+        versioned: bool = False,
+        lifecycle_rules: list[s3.LifecycleRule] | None = None,
+    ) -> s3.Bucket:
+        rules = list(lifecycle_rules or [])
+        rules.append(
+            s3.LifecycleRule(id="abort-incomplete-uploads", abort_incomplete_multipart_upload_after=Duration.days(7))
+        )
+        if versioned:
+            rules.append(
+                s3.LifecycleRule(id="expire-old-versions", noncurrent_version_expiration=Duration.days(30))
+            )
+        return s3.Bucket(
+            self,
+            construct_id,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            enforce_ssl=True,
+            minimum_tls_version=1.2,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            versioned=versioned,
+            server_access_logs_bucket=self.access_logs_bucket,
+            server_access_logs_prefix=log_prefix,
+            lifecycle_rules=rules,
+            removal_policy=removal,
+            auto_delete_objects=not retain,
+        )
