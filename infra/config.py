@@ -37,9 +37,7 @@ class StorageConfig:
 
     def validate(self, key: str) -> None:
         _require(1 <= self.outputs_expiry_days <= 3650, f"{key}.outputs_expiry_days", "must be 1..3650")
-        _require(
-            1 <= self.access_logs_expiry_days <= 3650, f"{key}.access_logs_expiry_days", "must be 1..3650"
-        )
+        _require(1 <= self.access_logs_expiry_days <= 3650, f"{key}.access_logs_expiry_days", "must be 1..3650")
 
 
 @dataclass(frozen=True)
@@ -93,6 +91,11 @@ class DiffusionConfig:
     target_invocations_per_instance: int = 8
     startup_timeout_seconds: int = 900
     download_timeout_seconds: int = 1200
+    # Async target tracking: queued requests per instance before another instance is added.
+    target_backlog_per_instance: int = 2
+    latency_alarm_p90_seconds: int = 30
+    backlog_age_alarm_seconds: int = 1800
+    alarm_email: str | None = None
 
     def validate(self, key: str) -> None:
         _require(self.instance_type.startswith("ml."), f"{key}.instance_type", "must be a SageMaker ml.* type")
@@ -114,10 +117,17 @@ class DiffusionConfig:
             "must be 1..64",
         )
         _require(
-            1 <= self.target_invocations_per_instance <= 1000, f"{key}.target_invocations_per_instance", "must be 1..1000"
+            1 <= self.target_invocations_per_instance <= 1000,
+            f"{key}.target_invocations_per_instance",
+            "must be 1..1000",
         )
         for name in ("startup_timeout_seconds", "download_timeout_seconds"):
             _require(60 <= getattr(self, name) <= 3600, f"{key}.{name}", "must be 60..3600 (SageMaker's limits)")
+        _require(1 <= self.target_backlog_per_instance <= 100, f"{key}.target_backlog_per_instance", "must be 1..100")
+        _require(1 <= self.latency_alarm_p90_seconds <= 3600, f"{key}.latency_alarm_p90_seconds", "must be 1..3600")
+        _require(60 <= self.backlog_age_alarm_seconds <= 86400, f"{key}.backlog_age_alarm_seconds", "must be 60..86400")
+        if self.alarm_email is not None:
+            _require(_EMAIL_RE.fullmatch(self.alarm_email) is not None, f"{key}.alarm_email", "is not an email address")
 
 
 @dataclass(frozen=True)
@@ -247,10 +257,10 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
         if not isinstance(value, list):
             raise ConfigError(f"{key}: expected a list, got {type(value).__name__}")
         return tuple(_coerce(args[0], v, f"{key}[{i}]") for i, v in enumerate(value))
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected an object, got {type(value).__name__}")
-        return _build(hint, value, key)  # type: ignore[type-var]
+        return _build(hint, value, key)
     if hint is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{key}: expected true or false, got {value!r}")

@@ -11,7 +11,7 @@ from constructs import Construct
 from infra.config import StorageConfig
 
 # The token is created as a random placeholder; operators replace it with put-secret-value.
-TOKEN_PLACEHOLDER_MARKER = "REPLACE-ME"
+TOKEN_PLACEHOLDER_MARKER = "REPLACE-ME"  # noqa: S105 - a marker, not a credential
 
 
 class StorageStack(Stack):
@@ -107,9 +107,7 @@ class StorageStack(Stack):
             s3.LifecycleRule(id="abort-incomplete-uploads", abort_incomplete_multipart_upload_after=Duration.days(7))
         )
         if versioned:
-            rules.append(
-                s3.LifecycleRule(id="expire-old-versions", noncurrent_version_expiration=Duration.days(30))
-            )
+            rules.append(s3.LifecycleRule(id="expire-old-versions", noncurrent_version_expiration=Duration.days(30)))
         return s3.Bucket(
             self,
             construct_id,

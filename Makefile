@@ -1,0 +1,69 @@
+# Two set-up commands on a fresh machine with python3, node and npm: `make synth` and `make test`.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+ENV ?= dev
+VENV := .venv
+PY := $(VENV)/bin/python
+CDK := node_modules/.bin/cdk
+CDK_FLAGS := --no-notices -c env=$(ENV)
+
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 18,20
+export CDK_DISABLE_CLI_TELEMETRY := true
+export AWS_DEFAULT_REGION ?= us-east-1
+
+.PHONY: help venv node synth ls diff deploy test lint typecheck unit serve-local local-pipeline clean
+
+help:  ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements-dev.txt constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt -c constraints.txt
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+venv: $(VENV)/.installed  ## Create .venv with the pinned Python dependencies
+
+node: node_modules/.installed  ## Install the pinned aws-cdk CLI into node_modules
+
+synth: venv node  ## Synthesize every stack into cdk.out/ (no AWS credentials needed)
+	$(CDK) synth --quiet $(CDK_FLAGS)
+	$(PY) scripts/summarize_synth.py cdk.out
+
+ls: venv node  ## List the stacks of ENV
+	$(CDK) ls $(CDK_FLAGS)
+
+diff: venv node  ## cdk diff against the deployed stacks (needs credentials)
+	$(CDK) diff --all $(CDK_FLAGS)
+
+deploy: venv node  ## cdk deploy --all (needs credentials and a bootstrapped account)
+	$(CDK) deploy --all $(CDK_FLAGS)
+
+lint: venv  ## ruff lint and format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: venv  ## mypy on app.py, infra/ and runtime/
+	$(VENV)/bin/mypy app.py infra runtime
+
+unit: venv  ## The pytest suite only
+	$(PY) -m pytest
+
+test: lint typecheck unit  ## Lint, type checks and the whole suite
+
+serve-local: venv  ## Run the Stable Diffusion server on CPU with a tiny random pipeline (port 8080)
+	$(PY) -m runtime.endpoint.serve --tiny-random --device cpu --port 8080
+
+local-pipeline: venv  ## Run the StyleGAN2 pipeline steps locally on a tiny synthetic dataset
+	$(PY) -m runtime.pipeline.local_run --workdir local-run
+
+clean:  ## Remove build outputs (keeps .venv and node_modules)
+	rm -rf cdk.out .pytest_cache .mypy_cache .ruff_cache local-run

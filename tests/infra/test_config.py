@@ -1,0 +1,104 @@
+"""cdk.json parsing: valid environments load; unknown keys and bad values fail naming the key."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from infra.config import ConfigError, EnvConfig, load_config
+from tests.infra.synth import CDK_JSON, ENV_NAMES
+
+ENVS: dict[str, Any] = CDK_JSON["context"]["envs"]
+
+
+def _envs_with(path: str, value: Any) -> dict[str, Any]:
+    envs = copy.deepcopy(ENVS)
+    *parents, leaf = path.split(".")
+    node = envs
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = value
+    return envs
+
+
+@pytest.mark.parametrize("env_name", ENV_NAMES)
+def test_every_env_in_cdk_json_parses(env_name: str) -> None:
+    config = load_config(ENVS, env_name)
+    assert isinstance(config, EnvConfig)
+    assert config.name == env_name
+    assert config.prefix == f"GenArt-{env_name}"
+
+
+def test_dev_is_disposable_and_prod_keeps_data() -> None:
+    assert load_config(ENVS, "dev").storage.retain_data is False
+    assert load_config(ENVS, "prod").storage.retain_data is True
+
+
+def test_defaults_fill_a_sparse_env() -> None:
+    config = load_config({"qa": {}}, "qa")
+    assert config.account is None and config.region is None
+    assert config.storage.retain_data is True
+    assert config.diffusion.mode == "async" and config.diffusion.min_instances == 0
+    assert config.bot.allocation_strategy == "priceCapacityOptimized"
+
+
+def test_list_becomes_tuple_and_account_region_are_kept() -> None:
+    envs = {"x": {"account": "123456789012", "region": "eu-west-1", "bot": {"instance_types": ["t4g.small"]}}}
+    config = load_config(envs, "x")
+    assert config.bot.instance_types == ("t4g.small",)
+    assert (config.account, config.region) == ("123456789012", "eu-west-1")
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        ("dev.storage.outputs_expiry_dayz", 3, r"envs\.dev\.storage\.outputs_expiry_dayz: unknown key"),
+        ("dev.sotrage", {}, r"envs\.dev\.sotrage: unknown key"),
+        ("dev.storage.outputs_expiry_days", "7", r"envs\.dev\.storage\.outputs_expiry_days: expected an integer"),
+        ("dev.storage.outputs_expiry_days", True, r"envs\.dev\.storage\.outputs_expiry_days: expected an integer"),
+        ("dev.storage.outputs_expiry_days", 0, r"envs\.dev\.storage\.outputs_expiry_days: must be 1\.\.3650"),
+        ("dev.storage.retain_data", "yes", r"envs\.dev\.storage\.retain_data: expected true or false"),
+        ("dev.diffusion.mode", "serverless", r"envs\.dev\.diffusion\.mode: 'serverless' is not one of"),
+        ("dev.bot.instance_types", "t4g.small", r"envs\.dev\.bot\.instance_types: expected a list"),
+        ("dev.bot.instance_types", ["t4g small"], r"envs\.dev\.bot\.instance_types: 't4g small' is not"),
+        ("dev.bot.log_retention_days", 8, r"envs\.dev\.bot\.log_retention_days: must be one of"),
+        ("dev.account", "12345", r"envs\.dev\.account: must be 12 digits"),
+        ("dev.region", "mars-1", r"envs\.dev\.region: is not an AWS region"),
+        ("dev.pipeline.notification_email", "nobody", r"envs\.dev\.pipeline\.notification_email: is not an email"),
+        ("dev.pipeline.max_wait_hours", 1, r"envs\.dev\.pipeline\.max_wait_hours: must be at least max_run_hours"),
+        ("dev.storage", [], r"envs\.dev\.storage: expected an object"),
+    ],
+)
+def test_bad_settings_fail_with_the_key_named(path: str, value: Any, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(_envs_with(path, value), "dev")
+
+
+def test_realtime_mode_needs_a_warm_instance() -> None:
+    envs = _envs_with("dev.diffusion", {"mode": "realtime", "min_instances": 0})
+    with pytest.raises(ConfigError, match=r"envs\.dev\.diffusion\.min_instances: must be 1\.\.max_instances"):
+        load_config(envs, "dev")
+
+
+def test_unknown_environment_lists_the_known_ones() -> None:
+    with pytest.raises(ConfigError, match=r"unknown environment 'staging'; cdk\.json defines \['dev', 'prod'\]"):
+        load_config(ENVS, "staging")
+
+
+@pytest.mark.parametrize("envs", [None, {}, [], {"dev": 3}])
+def test_missing_or_malformed_envs_block(envs: Any) -> None:
+    with pytest.raises(ConfigError, match=r"^envs"):
+        load_config(envs, "dev")
+
+
+def test_bad_environment_name() -> None:
+    with pytest.raises(ConfigError, match="environment names"):
+        load_config({"Dev_1": {}}, "Dev_1")
+
+
+def test_config_is_frozen() -> None:
+    config = load_config(ENVS, "dev")
+    with pytest.raises(AttributeError):
+        config.name = "prod"  # type: ignore[misc]

@@ -1,0 +1,141 @@
+"""The Storage stack's intent: private, encrypted, TLS-only, logged buckets and a placeholder-only token secret."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+from aws_cdk.assertions import Match
+
+from tests.infra.synth import CDK_JSON, REPO_ROOT, SynthesizedStack, resources_of_type, synth_env
+
+
+def _storage(env_name: str) -> SynthesizedStack:
+    app = synth_env(env_name)
+    return app.by_name[app.stacks.storage.stack_name]
+
+
+def _buckets(stack: SynthesizedStack) -> dict[str, dict[str, Any]]:
+    return resources_of_type(stack.json, "AWS::S3::Bucket")
+
+
+def _bucket_by_logical_prefix(stack: SynthesizedStack, prefix: str) -> dict[str, Any]:
+    (bucket,) = [b for k, b in _buckets(stack).items() if k.startswith(prefix)]
+    return bucket
+
+
+@pytest.mark.parametrize("env_name", ["dev", "prod"])
+def test_four_private_encrypted_buckets(env_name: str) -> None:
+    stack = _storage(env_name)
+    buckets = _buckets(stack)
+    assert len(buckets) == 4
+    for bucket in buckets.values():
+        props = bucket["Properties"]
+        assert props["PublicAccessBlockConfiguration"] == {
+            "BlockPublicAcls": True,
+            "BlockPublicPolicy": True,
+            "IgnorePublicAcls": True,
+            "RestrictPublicBuckets": True,
+        }
+        (rule,) = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+        assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in ("AES256", "aws:kms")
+
+
+@pytest.mark.parametrize("env_name", ["dev", "prod"])
+def test_every_bucket_policy_denies_plain_http_and_old_tls(env_name: str) -> None:
+    stack = _storage(env_name)
+    policies = resources_of_type(stack.json, "AWS::S3::BucketPolicy")
+    assert len(policies) == 4
+    for policy in policies.values():
+        statements = policy["Properties"]["PolicyDocument"]["Statement"]
+        denies = [s for s in statements if s["Effect"] == "Deny"]
+        conditions = json.dumps([s.get("Condition") for s in denies])
+        assert '"aws:SecureTransport": "false"' in conditions
+        assert '"s3:TlsVersion": 1.2' in conditions
+
+
+@pytest.mark.parametrize("env_name", ["dev", "prod"])
+def test_data_buckets_log_to_the_access_log_bucket(env_name: str) -> None:
+    stack = _storage(env_name)
+    buckets = _buckets(stack)
+    (log_bucket_id,) = [k for k in buckets if k.startswith("AccessLogsBucket")]
+    logged = {k: b["Properties"].get("LoggingConfiguration") for k, b in buckets.items() if k != log_bucket_id}
+    assert len(logged) == 3
+    for config in logged.values():
+        assert config["DestinationBucketName"] == {"Ref": log_bucket_id}
+        assert config["LogFilePrefix"].endswith("/")
+
+
+def test_models_bucket_is_versioned_and_others_are_not() -> None:
+    stack = _storage("prod")
+    assert _bucket_by_logical_prefix(stack, "ModelsBucket")["Properties"]["VersioningConfiguration"] == {
+        "Status": "Enabled"
+    }
+    assert "VersioningConfiguration" not in _bucket_by_logical_prefix(stack, "DatasetsBucket")["Properties"]
+
+
+@pytest.mark.parametrize("env_name", ["dev", "prod"])
+def test_outputs_expire_after_the_configured_days(env_name: str) -> None:
+    stack = _storage(env_name)
+    days = synth_env(env_name).config.storage.outputs_expiry_days
+    assert days == CDK_JSON["context"]["envs"][env_name]["storage"]["outputs_expiry_days"]
+    rules = _bucket_by_logical_prefix(stack, "OutputsBucket")["Properties"]["LifecycleConfiguration"]["Rules"]
+    assert {"ExpirationInDays": days, "Id": "expire-outputs", "Status": "Enabled"} in rules
+
+
+def test_prod_retains_data_and_dev_auto_deletes() -> None:
+    prod, dev = _storage("prod"), _storage("dev")
+    for bucket in _buckets(prod).values():
+        assert bucket["DeletionPolicy"] == "Retain"
+    assert not resources_of_type(prod.json, "Custom::S3AutoDeleteObjects")
+    for bucket in _buckets(dev).values():
+        assert bucket["DeletionPolicy"] == "Delete"
+    assert len(resources_of_type(dev.json, "Custom::S3AutoDeleteObjects")) == 4
+    (secret,) = resources_of_type(prod.json, "AWS::SecretsManager::Secret").values()
+    assert secret["DeletionPolicy"] == "Retain"
+
+
+def test_token_secret_is_a_generated_placeholder() -> None:
+    stack = _storage("prod")
+    stack.template.has_resource_properties(
+        "AWS::SecretsManager::Secret",
+        {
+            "Name": "genart/prod/discord-bot-token",
+            "GenerateSecretString": Match.object_like(
+                {"GenerateStringKey": "value", "SecretStringTemplate": Match.string_like_regexp("REPLACE-ME")}
+            ),
+            "SecretString": Match.absent(),
+        },
+    )
+
+
+def test_outputs_name_every_bucket_and_the_secret() -> None:
+    outputs = _storage("dev").json["Outputs"]
+    for name in (
+        "ModelsBucketName",
+        "DatasetsBucketName",
+        "OutputsBucketName",
+        "AccessLogsBucketName",
+        "BotTokenSecretArn",
+    ):
+        assert name in outputs
+        assert outputs[name]["Description"]
+
+
+def test_app_py_fails_synthesis_naming_an_unknown_key() -> None:
+    context = {**CDK_JSON["context"], "envs": {"dev": {"storage": {"retain_dataa": False}}}}
+    result = subprocess.run(
+        [sys.executable, "app.py"],
+        check=False,
+        cwd=REPO_ROOT,
+        env={**os.environ, "CDK_CONTEXT_JSON": json.dumps(context), "CDK_OUTDIR": str(REPO_ROOT / "build" / "badcfg")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "envs.dev.storage.retain_dataa: unknown key" in result.stderr
