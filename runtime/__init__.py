@@ -1,0 +1,1 @@
+"""Runtime code for the GenArt on AWS systems (bot, endpoint, pipeline, lambdas)."""

@@ -1,0 +1,1 @@
+"""StyleGAN2 training pipeline: step scripts run by SageMaker and by the local run."""

@@ -1,0 +1,129 @@
+"""Export the generator to ONNX per the project contract and verify it against PyTorch with onnxruntime."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from torch import nn
+
+from .config import preset
+from .networks import Generator
+
+INPUT_LATENTS = "latents"
+INPUT_TRUNCATION = "truncation"
+OUTPUT_IMAGES = "images"
+
+
+class OnnxMismatchError(RuntimeError):
+    """The exported ONNX model does not reproduce the PyTorch generator."""
+
+
+class ContractGenerator(nn.Module):
+    """Contract-shaped wrapper: latents [N, z_dim] and truncation [1] in, images clamped to [-1, 1] out."""
+
+    def __init__(self, generator: Generator) -> None:
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, latents: torch.Tensor, truncation: torch.Tensor) -> torch.Tensor:
+        """Render with the fixed noise buffers so the same latent always gives the same image."""
+        images: torch.Tensor = self.generator(latents, truncation, noise_mode="const")
+        return images.clamp(-1.0, 1.0)
+
+
+def _export_copy(generator: Generator) -> ContractGenerator:
+    """A float32, CPU, contiguous, eval-mode copy so exporting never touches the caller's model."""
+    model = copy.deepcopy(generator).float().cpu().eval().requires_grad_(False)
+    model = model.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
+    return ContractGenerator(model)
+
+
+def export_generator(generator: Generator, path: Path, *, kimg: float, opset: int = 17) -> Path:
+    """Write generator as ONNX to path (dynamic batch, clamped output, metadata) and return path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wrapper = _export_copy(generator)
+    example = (torch.randn(2, generator.z_dim), torch.ones(1))
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter is deprecated but is what runs everywhere
+        torch.onnx.export(
+            wrapper,
+            example,
+            str(path),
+            input_names=[INPUT_LATENTS, INPUT_TRUNCATION],
+            output_names=[OUTPUT_IMAGES],
+            dynamic_axes={INPUT_LATENTS: {0: "batch"}, OUTPUT_IMAGES: {0: "batch"}},
+            opset_version=opset,
+            dynamo=False,
+        )
+    model = onnx.load(str(path))
+    cfg = generator.cfg
+    onnx.helper.set_model_props(
+        model,
+        {
+            "resolution": str(cfg.resolution),
+            "z_dim": str(cfg.z_dim),
+            "w_dim": str(cfg.w_dim),
+            "num_ws": str(generator.num_ws),
+            "kimg": f"{kimg:.3f}",
+            "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "producer": "genart-on-aws stylegan2",
+        },
+    )
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def verify_onnx(
+    generator: Generator,
+    path: Path,
+    *,
+    latents: torch.Tensor,
+    truncations: Sequence[float] = (0.0, 0.7, 1.0),
+    atol: float = 1e-3,
+) -> float:
+    """Run the ONNX file and PyTorch on the same latents; return the max abs difference or raise OnnxMismatchError."""
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    wrapper = _export_copy(generator)
+    worst = 0.0
+    for psi in truncations:
+        psi_tensor = torch.tensor([psi], dtype=torch.float32)
+        with torch.no_grad():
+            expected = wrapper(latents.float().cpu(), psi_tensor).numpy()
+        (actual,) = session.run(
+            [OUTPUT_IMAGES],
+            {INPUT_LATENTS: latents.float().cpu().numpy(), INPUT_TRUNCATION: psi_tensor.numpy()},
+        )
+        if actual.shape != expected.shape:
+            raise OnnxMismatchError(f"shape mismatch at psi={psi}: onnx {actual.shape} vs torch {expected.shape}")
+        worst = max(worst, float(np.abs(actual - expected).max()))
+    if not worst <= atol:
+        raise OnnxMismatchError(f"ONNX output differs from PyTorch by {worst:.3g} (tolerance {atol:g})")
+    return worst
+
+
+def random_generator(*, resolution: int = 16, seed: int = 0) -> Generator:
+    """A tiny untrained generator (z_dim 512) with a populated w_avg and non-zero noise strengths."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        generator = Generator(preset("tiny", resolution=resolution)).eval()
+        with torch.no_grad():
+            generator.mapping.w_avg.copy_(generator.mapping(torch.randn(256, generator.z_dim)).mean(dim=0))
+            for name, param in generator.named_parameters():
+                if name.endswith("noise_strength"):
+                    param.fill_(0.1)
+    return generator
+
+
+def export_random_generator(path: Path, *, resolution: int = 16, seed: int = 0) -> Path:
+    """Export a tiny random generator per the contract (fast on CPU; for tests of the ONNX consumers)."""
+    return export_generator(random_generator(resolution=resolution, seed=seed), Path(path), kimg=0.0)

@@ -1,0 +1,67 @@
+"""ONNX export: contract inputs/outputs, dynamic batch, metadata, truncation and parity with PyTorch."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from runtime.pipeline.stylegan2.export_onnx import OnnxMismatchError, random_generator, verify_onnx
+
+
+def _run(path: Path, latents: np.ndarray, psi: float) -> np.ndarray:
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (images,) = session.run(["images"], {"latents": latents, "truncation": np.array([psi], dtype=np.float32)})
+    return np.asarray(images)
+
+
+def test_contract_inputs_outputs_and_metadata(tiny_generator_onnx: Path) -> None:
+    model = onnx.load(str(tiny_generator_onnx))
+    inputs = {i.name: i.type.tensor_type for i in model.graph.input}
+    assert set(inputs) == {"latents", "truncation"}
+    latents_dims = inputs["latents"].shape.dim
+    assert latents_dims[0].dim_param and latents_dims[1].dim_value == 512
+    assert [d.dim_value for d in inputs["truncation"].shape.dim] == [1]
+    assert all(t.elem_type == onnx.TensorProto.FLOAT for t in inputs.values())
+    assert [o.name for o in model.graph.output] == ["images"]
+    props = {p.key: p.value for p in model.metadata_props}
+    assert props["resolution"] == "16" and props["z_dim"] == "512" and float(props["kimg"]) == 0.0
+    created = datetime.fromisoformat(props["created"])
+    assert created.utcoffset() is not None and created.utcoffset().total_seconds() == 0
+    assert model.opset_import[0].version == 17
+
+
+def test_dynamic_batch_range_and_determinism(tiny_generator_onnx: Path) -> None:
+    rng = np.random.default_rng(0)
+    latents = rng.standard_normal((3, 512)).astype(np.float32)
+    batch3 = _run(tiny_generator_onnx, latents, 1.0)
+    batch1 = _run(tiny_generator_onnx, latents[:1], 1.0)
+    assert batch3.shape == (3, 3, 16, 16) and batch1.shape == (1, 3, 16, 16)
+    assert batch3.min() >= -1.0 and batch3.max() <= 1.0
+    np.testing.assert_allclose(batch1[0], batch3[0], atol=1e-5)
+    np.testing.assert_array_equal(_run(tiny_generator_onnx, latents, 1.0), batch3)
+    assert np.abs(batch3[0] - batch3[1]).max() > 1e-3
+
+
+def test_truncation_zero_gives_average_image_for_any_latent(tiny_generator_onnx: Path) -> None:
+    latents = np.random.default_rng(1).standard_normal((4, 512)).astype(np.float32)
+    images = _run(tiny_generator_onnx, latents, 0.0)
+    for image in images[1:]:
+        np.testing.assert_allclose(image, images[0], atol=1e-5)
+
+
+def test_onnx_matches_pytorch(tiny_generator_onnx: Path) -> None:
+    generator = random_generator(resolution=16, seed=0)
+    worst = verify_onnx(generator, tiny_generator_onnx, latents=torch.randn(2, 512), truncations=(0.0, 0.5, 1.0))
+    assert worst < 1e-3
+
+
+def test_verify_rejects_a_different_generator(tiny_generator_onnx: Path) -> None:
+    other = random_generator(resolution=16, seed=1)
+    with pytest.raises(OnnxMismatchError, match="differs"):
+        verify_onnx(other, tiny_generator_onnx, latents=torch.randn(2, 512))
