@@ -1,0 +1,188 @@
+"""Micro-batching of concurrent generation requests into single ONNX calls on a worker pool."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from .errors import BusyError
+from .generator import GeneratorHolder
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclass
+class _Job:
+    latents: npt.NDArray[np.float32]
+    psi: float
+    future: asyncio.Future[npt.NDArray[np.uint8]]
+    enqueued: float = field(default_factory=time.monotonic)
+
+    @property
+    def size(self) -> int:
+        return int(self.latents.shape[0])
+
+
+class MicroBatcher:
+    """Collect requests for `window_s`, merge those with the same psi (up to `max_batch` images) into one call.
+
+    At most `workers` calls run at once in `executor`; at most `max_pending` images may be queued or running,
+    beyond that `generate` raises BusyError immediately instead of growing memory without bound.
+    """
+
+    def __init__(
+        self,
+        *,
+        holder: GeneratorHolder,
+        executor: Executor,
+        workers: int = 1,
+        window_s: float = 0.015,
+        max_batch: int = 8,
+        max_pending: int = 32,
+    ) -> None:
+        self._holder = holder
+        self._executor = executor
+        self._window_s = window_s
+        self._max_batch = max(1, max_batch)
+        self._max_pending = max(1, max_pending)
+        self._slots = asyncio.Semaphore(max(1, workers))
+        self._queue: deque[_Job] = deque()
+        self._queued_images = 0
+        self._pending_images = 0
+        self._arrived = asyncio.Event()
+        self._closing = False
+        self._collector: asyncio.Task[None] | None = None
+        self._running: set[asyncio.Task[None]] = set()
+
+    @property
+    def pending_images(self) -> int:
+        """Return images queued or being generated."""
+        return self._pending_images
+
+    @property
+    def closing(self) -> bool:
+        """Return True once close() began; new work is refused."""
+        return self._closing
+
+    def start(self) -> None:
+        """Start the collector task on the running loop."""
+        if self._collector is None:
+            self._collector = asyncio.get_running_loop().create_task(self._collect(), name="micro-batcher")
+
+    async def generate(self, latents: npt.NDArray[np.float32], psi: float) -> npt.NDArray[np.uint8]:
+        """Return uint8 images for the latents, generated in a (possibly shared) batch."""
+        if self._closing:
+            raise BusyError("shutting down")
+        size = int(latents.shape[0])
+        if self._pending_images + size > self._max_pending:
+            raise BusyError("queue full")
+        self.start()
+        job = _Job(latents=latents, psi=float(psi), future=asyncio.get_running_loop().create_future())
+        self._queue.append(job)
+        self._queued_images += size
+        self._pending_images += size
+        self._arrived.set()
+        # Cancelling the caller cancels only its future; the batch it joined still runs for the others.
+        return await job.future
+
+    async def close(self, *, drain_timeout_s: float = 60.0) -> None:
+        """Refuse new work, finish queued and running batches (up to the timeout), then stop."""
+        self._closing = True
+        self._arrived.set()
+        collector = self._collector
+        if collector is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(collector), timeout=drain_timeout_s)
+            except TimeoutError:
+                LOG.warning("drain timed out; rejecting queued work", extra={"fields": {"queued": len(self._queue)}})
+                collector.cancel()
+        while self._queue:
+            job = self._queue.popleft()
+            if not job.future.done():
+                job.future.set_exception(BusyError("shutting down"))
+        if self._running:
+            await asyncio.wait(set(self._running), timeout=drain_timeout_s)
+
+    async def _collect(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._queue:
+                if self._closing:
+                    break
+                self._arrived.clear()
+                await self._arrived.wait()
+                continue
+            deadline = self._queue[0].enqueued + self._window_s
+            while self._queued_images < self._max_batch and not self._closing:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._arrived.clear()
+                try:
+                    await asyncio.wait_for(self._arrived.wait(), timeout=remaining)
+                except TimeoutError:
+                    break
+            await self._slots.acquire()
+            batch = self._take_batch()
+            task = loop.create_task(self._execute(batch))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+        if self._running:
+            await asyncio.wait(set(self._running))
+
+    def _take_batch(self) -> list[_Job]:
+        """Take the oldest job and every later job with the same psi while the batch has room."""
+        first = self._queue.popleft()
+        batch, size, kept = [first], first.size, deque[_Job]()
+        while self._queue:
+            job = self._queue.popleft()
+            if job.psi == first.psi and size + job.size <= self._max_batch:
+                batch.append(job)
+                size += job.size
+            else:
+                kept.append(job)
+        self._queue = kept
+        self._queued_images -= size
+        return batch
+
+    async def _execute(self, batch: list[_Job]) -> None:
+        loop = asyncio.get_running_loop()
+        size = sum(job.size for job in batch)
+        started = time.monotonic()
+        try:
+            generator = self._holder.current
+            latents = np.concatenate([job.latents for job in batch], axis=0)
+            images = await loop.run_in_executor(self._executor, generator.generate, latents, batch[0].psi)
+        except Exception as exc:
+            LOG.exception("generation failed", extra={"fields": {"batch": size}})
+            for job in batch:
+                if not job.future.done():
+                    job.future.set_exception(exc)
+        else:
+            offset = 0
+            for job in batch:
+                if not job.future.done():
+                    job.future.set_result(images[offset : offset + job.size])
+                offset += job.size
+            LOG.info(
+                "batch generated",
+                extra={
+                    "fields": {
+                        "requests": len(batch),
+                        "images": size,
+                        "psi": batch[0].psi,
+                        "seconds": round(time.monotonic() - started, 4),
+                        "waited_s": round(started - batch[0].enqueued, 4),
+                    }
+                },
+            )
+        finally:
+            self._pending_images -= size
+            self._slots.release()

@@ -1,0 +1,54 @@
+"""Command line: parse settings, configure logging, run Discord or console mode, map errors to exit codes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Mapping, Sequence
+
+from .config import BotSettings, build_parser, settings_from
+from .console import run_console
+from .engine import Engine, load_generator
+from .errors import ConfigError
+from .logging_setup import RedactingFilter, configure_logging
+
+LOG = logging.getLogger("bot")
+EXIT_CONFIG = 2
+
+
+async def _serve(settings: BotSettings, redactor: RedactingFilter) -> int:
+    if settings.console:
+        generator = await asyncio.to_thread(load_generator, settings)
+        engine = Engine(settings=settings, generator=generator)
+        try:
+            return await run_console(engine, out_dir=settings.out_dir)
+        finally:
+            await engine.close()
+
+    # discord.py is imported only when needed: console mode and tests stay light.
+    from .discord_app import run_discord  # noqa: PLC0415
+
+    token = await asyncio.to_thread(settings.token_source.read)
+    redactor.add_secret(token)
+    generator = await asyncio.to_thread(load_generator, settings)
+    engine = Engine(settings=settings, generator=generator)
+    return await run_discord(engine, token=token)
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    """Run the bot; 0 on clean shutdown, 2 with a one-line message on configuration problems."""
+    args = build_parser().parse_args(argv)
+    environment = os.environ if env is None else env
+    level = (args.log_level or environment.get("GENART_LOG_LEVEL") or "INFO").upper()
+    redactor = configure_logging(level=level, stream=sys.stderr if args.console else sys.stdout)
+    try:
+        settings = settings_from(environment, args)
+        return asyncio.run(_serve(settings, redactor))
+    except ConfigError as exc:
+        LOG.error("configuration error", extra={"fields": {"error": str(exc)}})
+        print(f"genart-bot: error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return 0
