@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from infra.config import ConfigError, EnvConfig, load_config
-from tests.infra.synth import CDK_JSON, ENV_NAMES
+from tests.infra.synth import CDK_JSON, ENV_NAMES, REPO_ROOT
 
 ENVS: dict[str, Any] = CDK_JSON["context"]["envs"]
 
@@ -102,3 +102,16 @@ def test_config_is_frozen() -> None:
     config = load_config(ENVS, "dev")
     with pytest.raises(AttributeError):
         config.name = "prod"  # type: ignore[misc]
+
+
+def test_configuration_doc_names_every_setting() -> None:
+    import dataclasses
+
+    from infra.config import BotConfig, DiffusionConfig, PipelineConfig, StorageConfig
+
+    doc = (REPO_ROOT / "docs" / "configuration.md").read_text()
+    for cls in (EnvConfig, StorageConfig, BotConfig, DiffusionConfig, PipelineConfig):
+        for f in dataclasses.fields(cls):
+            if f.name in ("name", "storage", "bot", "diffusion", "pipeline"):
+                continue
+            assert f"`{f.name}`" in doc, f"docs/configuration.md does not document {cls.__name__}.{f.name}"
