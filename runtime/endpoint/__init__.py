@@ -1,0 +1,1 @@
+"""Stable Diffusion serving container for SageMaker (real-time and asynchronous endpoints)."""

@@ -1,0 +1,176 @@
+"""Dynamic batching: compatible queued requests run as one pipeline call; a bounded queue sheds load."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from PIL import Image
+
+from .worker import BatchKey, DiffusionWorker, ImageSpec
+
+log = logging.getLogger(__name__)
+
+
+class QueueFullError(Exception):
+    """The request queue is at capacity; the caller should retry later."""
+
+
+@dataclass
+class Job:
+    """One request waiting for its images."""
+
+    request_id: str
+    key: BatchKey
+    specs: list[ImageSpec]
+    future: asyncio.Future[BatchOutcome]
+    enqueued: float = field(default_factory=time.perf_counter)
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    """Images for one job plus how it was served."""
+
+    images: list[Image.Image]
+    batch_images: int
+    batch_requests: int
+    queue_ms: float
+    inference_ms: float
+
+
+@dataclass
+class BatchMetrics:
+    """Counters exposed on /metrics and used by tests to prove batching happened."""
+
+    requests: int = 0
+    images: int = 0
+    batches: int = 0
+    multi_request_batches: int = 0
+    max_batch_requests: int = 0
+    max_batch_images: int = 0
+    rejected_busy: int = 0
+    failed_batches: int = 0
+
+
+class Batcher:
+    """Queue of jobs served by one loop per worker; each loop takes the oldest job plus compatible followers."""
+
+    def __init__(
+        self, *, workers: Sequence[DiffusionWorker], max_batch: int, window_ms: int, max_queue: int
+    ) -> None:
+        """Create the batcher; call start() inside the running event loop."""
+        self._workers = list(workers)
+        self._max_batch = max_batch
+        self._window = window_ms / 1000.0
+        self._max_queue = max_queue
+        self._pending: deque[Job] = deque()
+        self._wakeup: asyncio.Event | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.metrics = BatchMetrics()
+
+    @property
+    def queued(self) -> int:
+        """Jobs waiting for a worker."""
+        return len(self._pending)
+
+    def start(self) -> None:
+        """Start one serving loop per worker."""
+        self._wakeup = asyncio.Event()
+        self._tasks = [asyncio.create_task(self._serve(worker)) for worker in self._workers]
+
+    async def stop(self) -> None:
+        """Cancel the serving loops and fail anything still queued."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        while self._pending:
+            job = self._pending.popleft()
+            if not job.future.done():
+                job.future.set_exception(RuntimeError("server shutting down"))
+
+    async def submit(self, *, request_id: str, key: BatchKey, specs: list[ImageSpec]) -> BatchOutcome:
+        """Queue a job and wait for its images; raises QueueFullError when the queue is full."""
+        if self._wakeup is None:
+            raise RuntimeError("batcher not started")
+        if len(self._pending) >= self._max_queue:
+            self.metrics.rejected_busy += 1
+            raise QueueFullError
+        job = Job(request_id=request_id, key=key, specs=specs, future=asyncio.get_running_loop().create_future())
+        self._pending.append(job)
+        self.metrics.requests += 1
+        self._wakeup.set()
+        return await job.future
+
+    def _compatible_images(self, key: BatchKey) -> int:
+        return sum(len(job.specs) for job in self._pending if job.key == key)
+
+    def _take_batch(self) -> list[Job]:
+        """Pop the oldest job and every later compatible job that still fits in max_batch images."""
+        first = self._pending.popleft()
+        batch, images = [first], len(first.specs)
+        for job in list(self._pending):
+            if job.key == first.key and images + len(job.specs) <= self._max_batch:
+                self._pending.remove(job)
+                batch.append(job)
+                images += len(job.specs)
+        return batch
+
+    async def _serve(self, worker: DiffusionWorker) -> None:
+        assert self._wakeup is not None
+        while True:
+            while not self._pending:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            head = self._pending[0]
+            if self._window > 0 and self._compatible_images(head.key) < self._max_batch:
+                # Give concurrent callers a moment to join this batch.
+                waited_until = head.enqueued + self._window
+                delay = waited_until - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            if not self._pending:
+                continue
+            await self._run(worker, self._take_batch())
+
+    async def _run(self, worker: DiffusionWorker, batch: list[Job]) -> None:
+        specs = [spec for job in batch for spec in job.specs]
+        started = time.perf_counter()
+        self.metrics.batches += 1
+        self.metrics.images += len(specs)
+        self.metrics.max_batch_images = max(self.metrics.max_batch_images, len(specs))
+        self.metrics.max_batch_requests = max(self.metrics.max_batch_requests, len(batch))
+        if len(batch) > 1:
+            self.metrics.multi_request_batches += 1
+        ids = [job.request_id for job in batch]
+        log.info("batch on %s: %d requests, %d images, key=%s ids=%s", worker.device, len(batch), len(specs), batch[0].key, ids)
+        try:
+            images = await worker.run(batch[0].key, specs)
+        except Exception as exc:
+            self.metrics.failed_batches += 1
+            log.exception("batch failed on %s ids=%s", worker.device, ids)
+            for job in batch:
+                if not job.future.done():
+                    job.future.set_exception(exc)
+            return
+        inference_ms = (time.perf_counter() - started) * 1000.0
+        offset = 0
+        for job in batch:
+            count = len(job.specs)
+            if not job.future.done():
+                job.future.set_result(
+                    BatchOutcome(
+                        images=images[offset : offset + count],
+                        batch_images=len(specs),
+                        batch_requests=len(batch),
+                        queue_ms=(started - job.enqueued) * 1000.0,
+                        inference_ms=inference_ms,
+                    )
+                )
+            offset += count
