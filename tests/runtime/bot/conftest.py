@@ -1,0 +1,40 @@
+"""Fixtures for the bot runtime tests: a loaded tiny generator and settings/engine builders."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runtime.bot.config import BotSettings
+from runtime.bot.generator import FaceGenerator, SessionTuning
+from runtime.bot.model_source import ModelSource
+from runtime.bot.token_source import TokenSource
+
+
+@pytest.fixture(scope="session")
+def face_generator(tiny_generator_onnx: Path) -> FaceGenerator:
+    """The project's tiny exported generator, opened with the tuned session."""
+    return FaceGenerator(model_path=tiny_generator_onnx, tuning=SessionTuning(intra_op_threads=1))
+
+
+@pytest.fixture
+def make_settings(tiny_generator_onnx: Path) -> Any:
+    """Build BotSettings for the tiny generator with overrides."""
+
+    def build(**overrides: Any) -> BotSettings:
+        base = BotSettings(
+            token_source=TokenSource(env_token="unused"),
+            model_source=ModelSource(local_path=tiny_generator_onnx),
+            workers=1,
+            intra_op_threads=1,
+            cooldown_s=0.0,
+            sync_commands=False,
+            spot_poll_s=0.05,
+            drain_timeout_s=5.0,
+        )
+        return dataclasses.replace(base, **overrides)
+
+    return build

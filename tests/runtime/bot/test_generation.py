@@ -1,0 +1,249 @@
+"""Generator mapping, deterministic names, micro-batching, busy queue, cooldown and a responsive event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+from PIL import Image
+
+from runtime.bot.batcher import MicroBatcher
+from runtime.bot.commands import BUSY_TEXT, Requester, WaifuService
+from runtime.bot.errors import BusyError, ConfigError
+from runtime.bot.generator import FaceGenerator, GeneratorHolder, SessionTuning, to_uint8_images
+from runtime.bot.limits import Cooldown
+from runtime.bot.seeding import latents_for_seeds, seed_for_name
+
+USER = Requester(user_id="42")
+
+
+def make_service(
+    generator: Any, *, cooldown: Cooldown | None = None, image_format: str = "png", **batcher_kwargs: Any
+) -> tuple[WaifuService, MicroBatcher, ThreadPoolExecutor]:
+    executor = ThreadPoolExecutor(max_workers=2)
+    batcher = MicroBatcher(holder=GeneratorHolder(generator), executor=executor, **batcher_kwargs)
+    service = WaifuService(
+        batcher=batcher,
+        executor=executor,
+        cooldown=cooldown or Cooldown(seconds=0),
+        image_format=image_format,  # type: ignore[arg-type]
+    )
+    return service, batcher, executor
+
+
+def test_output_mapping_is_scaled_rounded_and_clipped() -> None:
+    raw = np.array([-2.0, -1.0, 0.0, 0.5, 1.0, 3.0], dtype=np.float32).reshape(1, 1, 1, 6).repeat(3, axis=1)
+    mapped = to_uint8_images(raw)
+    assert mapped.shape == (1, 1, 6, 3) and mapped.dtype == np.uint8
+    assert mapped[0, 0, :, 0].tolist() == [0, 0, 128, 191, 255, 255]
+
+
+def test_generator_contract_and_tuned_equals_default(face_generator: FaceGenerator, tiny_generator_onnx: Path) -> None:
+    latents = latents_for_seeds([1, 2])
+    images = face_generator.generate(latents, 0.7)
+    assert images.shape == (2, 16, 16, 3) and images.dtype == np.uint8
+    assert face_generator.resolution == 16 and face_generator.z_dim == 512
+    default = FaceGenerator(model_path=tiny_generator_onnx, tuning=SessionTuning(tuned=False))
+    raw_tuned, raw_default = face_generator.generate_raw(latents, 0.7), default.generate_raw(latents, 0.7)
+    np.testing.assert_allclose(raw_tuned, raw_default, atol=1e-4)
+    assert not np.array_equal(images[0], images[1])
+
+
+def test_bad_model_file_is_a_config_error(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.onnx"
+    bad.write_bytes(b"not an onnx model")
+    with pytest.raises(ConfigError, match="cannot load generator"):
+        FaceGenerator(model_path=bad, tuning=SessionTuning())
+
+
+def test_same_name_gives_identical_bytes(face_generator: FaceGenerator) -> None:
+    async def scenario() -> list[bytes]:
+        service, batcher, executor = make_service(face_generator)
+        replies = [
+            await service.claim_waifu(USER, "Asuka Langley"),
+            await service.claim_waifu(USER, "  asuka   LANGLEY"),
+            await service.claim_waifu(USER, "Rei Ayanami"),
+        ]
+        await batcher.close()
+        executor.shutdown()
+        assert replies[0].text == "**Asuka Langley**"
+        return [reply.files[0].data for reply in replies]
+
+    first, again, other = asyncio.run(scenario())
+    assert first == again
+    assert first != other
+    assert Image.open(io.BytesIO(first)).size == (16, 16)
+
+
+def test_batching_path_equals_single_path(face_generator: FaceGenerator) -> None:
+    names = [f"Pilot {i}" for i in range(6)]
+    latents = latents_for_seeds([seed_for_name(name) for name in names])
+    singles = np.concatenate([face_generator.generate(latents[i : i + 1], 0.7) for i in range(len(names))])
+
+    async def scenario() -> tuple[list[npt.NDArray[np.uint8]], int]:
+        _, batcher, executor = make_service(face_generator, window_s=0.2, max_batch=8)
+        runs_before = face_generator.runs
+        results = await asyncio.gather(*(batcher.generate(latents[i : i + 1], 0.7) for i in range(len(names))))
+        runs = face_generator.runs - runs_before
+        await batcher.close()
+        executor.shutdown()
+        return list(results), runs
+
+    batched, runs = asyncio.run(scenario())
+    assert runs == 1, "six concurrent requests inside the window must share one ONNX call"
+    np.testing.assert_array_equal(np.concatenate(batched), singles)
+
+
+def test_batches_split_by_psi_and_size(face_generator: FaceGenerator) -> None:
+    latents = latents_for_seeds(list(range(5)))
+
+    async def scenario() -> int:
+        _, batcher, executor = make_service(face_generator, window_s=0.2, max_batch=3)
+        before = face_generator.runs
+        await asyncio.gather(
+            *(batcher.generate(latents[i : i + 1], 0.5) for i in range(4)), batcher.generate(latents[4:5], 1.0)
+        )
+        await batcher.close()
+        executor.shutdown()
+        return face_generator.runs - before
+
+    assert asyncio.run(scenario()) == 3  # psi 0.5: 3 + 1 images, psi 1.0: 1 image
+
+
+class SlowGenerator:
+    """Stands in for a big model: holds a worker thread for a while without touching the event loop."""
+
+    def __init__(self, *, seconds: float) -> None:
+        self.seconds = seconds
+        self.calls = 0
+        self.started = threading.Event()
+
+    def generate(self, latents: npt.NDArray[np.float32], psi: float) -> npt.NDArray[np.uint8]:
+        self.calls += 1
+        self.started.set()
+        time.sleep(self.seconds)
+        return np.zeros((latents.shape[0], 8, 8, 3), dtype=np.uint8)
+
+
+def test_full_queue_answers_busy_without_crashing() -> None:
+    slow = SlowGenerator(seconds=0.3)
+
+    async def scenario() -> list[str]:
+        service, batcher, executor = make_service(slow, window_s=0.0, max_batch=1, max_pending=2, workers=1)
+        tasks = [asyncio.create_task(service.claim_waifu(Requester(user_id=str(i)), f"n{i}")) for i in range(2)]
+        await asyncio.sleep(0.05)
+        busy = await service.claim_waifu(Requester(user_id="late"), "late")
+        with pytest.raises(BusyError):
+            await batcher.generate(latents_for_seeds([1]), 0.7)
+        served = await asyncio.gather(*tasks)
+        after = await service.claim_waifu(Requester(user_id="late"), "late")  # capacity is back
+        await batcher.close()
+        executor.shutdown()
+        return [busy.text, *(reply.text for reply in served), after.text, str(len(after.files))]
+
+    busy, first, second, after, files = asyncio.run(scenario())
+    assert busy == BUSY_TEXT
+    assert first == "**n0**" and second == "**n1**"
+    assert after == "**late**" and files == "1"
+
+
+def test_cooldown_per_user() -> None:
+    now = [100.0]
+    cooldown = Cooldown(seconds=5, clock=lambda: now[0])
+    assert cooldown.try_acquire("a") == 0
+    assert cooldown.try_acquire("a") == pytest.approx(5)
+    assert cooldown.try_acquire("b") == 0
+    now[0] += 3
+    assert cooldown.remaining("a") == pytest.approx(2)
+    now[0] += 2
+    assert cooldown.try_acquire("a") == 0
+    cooldown.release("a")
+    assert cooldown.remaining("a") == 0
+
+
+def test_cooldown_reply_and_operator_exemption(face_generator: FaceGenerator) -> None:
+    async def scenario() -> list[str]:
+        service, batcher, executor = make_service(face_generator, cooldown=Cooldown(seconds=60))
+        texts = [
+            (await service.claim_waifu(USER, "Asuka")).text,
+            (await service.claim_waifu(USER, "Asuka")).text,
+            (await service.claim_waifu(Requester(user_id="7"), "Asuka")).text,
+            (await service.claim_waifu(Requester(user_id="op", is_operator=True), "Asuka")).text,
+            (await service.claim_waifu(Requester(user_id="op", is_operator=True), "Asuka")).text,
+            (await service.claim_waifu_truncation(Requester(user_id="9"), "nan")).text,
+            (await service.claim_waifu_truncation(Requester(user_id="9"), "0.5")).text,
+        ]
+        await batcher.close()
+        executor.shutdown()
+        return texts
+
+    texts = asyncio.run(scenario())
+    assert texts[0] == "**Asuka**"
+    assert texts[1].startswith("Easy there!") and "60 s" in texts[1]
+    assert texts[2] == texts[3] == texts[4] == "**Asuka**"
+    assert "finite" in texts[5]  # invalid input does not consume the cooldown...
+    assert texts[6].startswith("A random waifu at truncation 0.5")  # ...so the next valid request is served
+
+
+def test_event_loop_stays_responsive_during_generation() -> None:
+    slow = SlowGenerator(seconds=0.5)
+
+    async def scenario() -> float:
+        service, batcher, executor = make_service(slow, window_s=0.0)
+        worst, last = 0.0, time.monotonic()
+        task = asyncio.create_task(service.claim_waifu_grid(USER, "4"))
+        while not task.done():
+            await asyncio.sleep(0.01)
+            now = time.monotonic()
+            worst, last = max(worst, now - last), now
+        reply = task.result()
+        assert reply.files and slow.calls == 1
+        await batcher.close()
+        executor.shutdown()
+        return worst
+
+    assert asyncio.run(scenario()) < 0.2
+
+
+def test_grid_and_jpeg_output(face_generator: FaceGenerator) -> None:
+    async def scenario() -> bytes:
+        service, batcher, executor = make_service(face_generator, image_format="jpeg")
+        reply = await service.claim_waifu_grid(USER, "5", "0.5")
+        bad = await service.claim_waifu_grid(USER, "99")
+        assert "from 1 to 16" in bad.text and not bad.files
+        await batcher.close()
+        executor.shutdown()
+        assert reply.files[0].filename.endswith(".jpg")
+        return reply.files[0].data
+
+    picture = Image.open(io.BytesIO(asyncio.run(scenario())))
+    assert picture.format == "JPEG"
+    assert picture.size == (3 * 16 + 2 * 2, 2 * 16 + 2)  # 5 faces -> 3x2 grid with 2 px padding
+
+
+def test_closing_batcher_finishes_in_flight_and_rejects_new_work() -> None:
+    slow = SlowGenerator(seconds=0.2)
+
+    async def scenario() -> tuple[int, str]:
+        service, batcher, executor = make_service(slow, window_s=0.0)
+        in_flight = asyncio.create_task(batcher.generate(latents_for_seeds([1]), 0.7))
+        await asyncio.sleep(0.05)
+        closing = asyncio.create_task(batcher.close(drain_timeout_s=5))
+        await asyncio.sleep(0)
+        rejected = await service.claim_waifu(USER, "late")
+        images = await in_flight
+        await closing
+        executor.shutdown()
+        return int(images.shape[0]), rejected.text
+
+    count, text = asyncio.run(scenario())
+    assert count == 1
+    assert "restarting" in text
