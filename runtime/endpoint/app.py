@@ -201,9 +201,8 @@ def create_app(
         state: ServerState = request.app.state.server
         raw_format = _wants_raw_image(request.headers.get("accept", ""))
         _check_request(state, body, raw_format)
-        specs = [
-            ImageSpec(prompt=body.prompt, negative_prompt=body.negative_prompt or "", seed=seed) for seed in _seeds(body)
-        ]
+        negative = body.negative_prompt or ""
+        specs = [ImageSpec(prompt=body.prompt, negative_prompt=negative, seed=seed) for seed in _seeds(body)]
         key = BatchKey(body.num_inference_steps, body.width, body.height, body.guidance_scale, body.scheduler)
         request_id = request_id_var.get()
         try:

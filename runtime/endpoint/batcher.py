@@ -60,9 +60,7 @@ class BatchMetrics:
 class Batcher:
     """Queue of jobs served by one loop per worker; each loop takes the oldest job plus compatible followers."""
 
-    def __init__(
-        self, *, workers: Sequence[DiffusionWorker], max_batch: int, window_ms: int, max_queue: int
-    ) -> None:
+    def __init__(self, *, workers: Sequence[DiffusionWorker], max_batch: int, window_ms: int, max_queue: int) -> None:
         """Create the batcher; call start() inside the running event loop."""
         self._workers = list(workers)
         self._max_batch = max_batch
@@ -149,7 +147,9 @@ class Batcher:
         if len(batch) > 1:
             self.metrics.multi_request_batches += 1
         ids = [job.request_id for job in batch]
-        log.info("batch on %s: %d requests, %d images, key=%s ids=%s", worker.device, len(batch), len(specs), batch[0].key, ids)
+        log.info(
+            "batch on %s: %d requests, %d images, %s ids=%s", worker.device, len(batch), len(specs), batch[0].key, ids
+        )
         try:
             images = await worker.run(batch[0].key, specs)
         except Exception as exc:

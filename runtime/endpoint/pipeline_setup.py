@@ -5,14 +5,20 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Any, TypeAlias
 
 import torch
 from diffusers import StableDiffusionPipeline
-from diffusers.models.attention_processor import AttnProcessor2_0
+from diffusers.models.attention_processor import AttnProcessor2_0 as _AttnProcessor2_0
 
 from .settings import Settings
 
 log = logging.getLogger(__name__)
+
+# diffusers is only partly typed: pipelines expose their components (unet, vae, ...) dynamically.
+Pipeline: TypeAlias = Any
+_SDPipeline: Any = StableDiffusionPipeline
+AttnProcessor2_0: Any = _AttnProcessor2_0
 
 _DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
@@ -35,18 +41,17 @@ def resolve_dtype(settings: Settings, device: str) -> torch.dtype:
     return _DTYPES[settings.dtype]
 
 
-def load_pipeline(settings: Settings, *, dtype: torch.dtype) -> StableDiffusionPipeline:
+def load_pipeline(settings: Settings, *, dtype: torch.dtype) -> Pipeline:
     """Load the diffusers folder at settings.model_dir from local files only."""
     os.environ["HF_HUB_OFFLINE"] = "1"
     model_dir = Path(settings.model_dir)
     if not (model_dir / "model_index.json").is_file():
         raise FileNotFoundError(f"{model_dir} is not a diffusers folder (no model_index.json)")
     extra = {} if settings.safety_checker else {"safety_checker": None, "requires_safety_checker": False}
-    pipe = StableDiffusionPipeline.from_pretrained(model_dir, torch_dtype=dtype, local_files_only=True, **extra)
-    return pipe
+    return _SDPipeline.from_pretrained(model_dir, torch_dtype=dtype, local_files_only=True, **extra)
 
 
-def optimize_pipeline(pipe: StableDiffusionPipeline, settings: Settings, *, device: str) -> StableDiffusionPipeline:
+def optimize_pipeline(pipe: Pipeline, settings: Settings, *, device: str) -> Pipeline:
     """Move to device and apply SDPA, QKV fusion, channels_last and torch.compile as configured."""
     dtype = resolve_dtype(settings, device)
     pipe = pipe.to(device) if pipe.unet.dtype == dtype else pipe.to(device=device, dtype=dtype)
@@ -68,7 +73,7 @@ def optimize_pipeline(pipe: StableDiffusionPipeline, settings: Settings, *, devi
     return pipe
 
 
-def _compile(pipe: StableDiffusionPipeline, settings: Settings) -> None:
+def _compile(pipe: Pipeline, settings: Settings) -> None:
     """Compile the UNet and the VAE decoder with the configured mode (one graph per warmed shape)."""
     import torch._dynamo  # noqa: PLC0415
     import torch._inductor.config as inductor_config  # noqa: PLC0415

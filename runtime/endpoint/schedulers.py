@@ -3,30 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeAlias
 
-from diffusers import (
-    DDIMScheduler,
-    DPMSolverMultistepScheduler,
-    EulerAncestralDiscreteScheduler,
-    EulerDiscreteScheduler,
-    LMSDiscreteScheduler,
-    PNDMScheduler,
-    UniPCMultistepScheduler,
-)
-from diffusers.schedulers.scheduling_utils import SchedulerMixin
+import diffusers
+
+# diffusers scheduler classes are untyped; handle them as Any.
+_d: Any = diffusers
+SchedulerMixin: TypeAlias = Any
 
 _FACTORIES: dict[str, Callable[[Mapping[str, Any]], SchedulerMixin]] = {
-    "pndm": lambda cfg: PNDMScheduler.from_config(cfg, skip_prk_steps=True),
-    "ddim": lambda cfg: DDIMScheduler.from_config(cfg),
-    "euler": lambda cfg: EulerDiscreteScheduler.from_config(cfg),
-    "euler_a": lambda cfg: EulerAncestralDiscreteScheduler.from_config(cfg),
-    "dpmpp_2m": lambda cfg: DPMSolverMultistepScheduler.from_config(cfg, algorithm_type="dpmsolver++", solver_order=2),
-    "dpmpp_2m_karras": lambda cfg: DPMSolverMultistepScheduler.from_config(
+    "pndm": lambda cfg: _d.PNDMScheduler.from_config(cfg, skip_prk_steps=True),
+    "ddim": _d.DDIMScheduler.from_config,
+    "euler": _d.EulerDiscreteScheduler.from_config,
+    "euler_a": _d.EulerAncestralDiscreteScheduler.from_config,
+    "dpmpp_2m": lambda cfg: _d.DPMSolverMultistepScheduler.from_config(
+        cfg, algorithm_type="dpmsolver++", solver_order=2
+    ),
+    "dpmpp_2m_karras": lambda cfg: _d.DPMSolverMultistepScheduler.from_config(
         cfg, algorithm_type="dpmsolver++", solver_order=2, use_karras_sigmas=True
     ),
-    "lms": lambda cfg: LMSDiscreteScheduler.from_config(cfg),
-    "unipc": lambda cfg: UniPCMultistepScheduler.from_config(cfg),
+    "lms": _d.LMSDiscreteScheduler.from_config,
+    "unipc": _d.UniPCMultistepScheduler.from_config,
 }
 
 SCHEDULER_NAMES: tuple[str, ...] = ("default", *_FACTORIES)

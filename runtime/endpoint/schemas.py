@@ -50,7 +50,7 @@ def build_request_model(settings: Settings) -> type[GenerationRequest]:
         "height": (int, side),
         "num_images": (int, Field(default=1, ge=1, le=settings.max_images, strict=True)),
         "seed": (int | None, Field(default=None, ge=0, le=MAX_SEED, strict=True, description="seed of image 0")),
-        "scheduler": (Literal[SCHEDULER_NAMES], Field(default="default")),  # type: ignore[valid-type]
+        "scheduler": (Literal[SCHEDULER_NAMES], Field(default="default")),
     }
     model: type[GenerationRequest] = create_model("InvocationRequest", __base__=GenerationRequest, **fields)
     return model

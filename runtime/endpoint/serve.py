@@ -67,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         def factory(_device: str) -> object:
             return build_random_pipeline(preset=preset)
 
-    app = create_app(settings=settings, factory=factory)  # type: ignore[arg-type]
+    app = create_app(settings=settings, factory=factory)
     uvicorn.run(app, host=args.host, port=settings.port, log_config=None, access_log=False, timeout_keep_alive=75)
     return 0
 

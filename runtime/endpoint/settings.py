@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DTYPES = ("fp16", "bf16", "fp32")
+# The container's only writable scratch space on SageMaker; the cache is a rebuildable artefact, not a secret.
+DEFAULT_COMPILE_CACHE_DIR = "/tmp/genart-compile-cache"  # noqa: S108
 
 
 class SettingsError(ValueError):
@@ -70,7 +72,7 @@ class Settings:
     max_queue: int = 32
     compile: bool = False
     compile_mode: str = "max-autotune-no-cudagraphs"
-    compile_cache_dir: Path = Path("/tmp/genart-compile-cache")
+    compile_cache_dir: Path = Path(DEFAULT_COMPILE_CACHE_DIR)
     channels_last: bool = True
     fuse_qkv: bool = True
     warmup_sizes: tuple[int, ...] = (512,)
@@ -106,7 +108,7 @@ class Settings:
             max_queue=_int(env, "GENART_MAX_QUEUE", 32, minimum=1),
             compile=_bool(env, "GENART_COMPILE", False),
             compile_mode=env.get("GENART_COMPILE_MODE", "").strip() or "max-autotune-no-cudagraphs",
-            compile_cache_dir=Path(env.get("GENART_COMPILE_CACHE_DIR", "").strip() or "/tmp/genart-compile-cache"),
+            compile_cache_dir=Path(env.get("GENART_COMPILE_CACHE_DIR", "").strip() or DEFAULT_COMPILE_CACHE_DIR),
             channels_last=_bool(env, "GENART_CHANNELS_LAST", True),
             fuse_qkv=_bool(env, "GENART_FUSE_QKV", True),
             warmup_sizes=_int_list(env, "GENART_WARMUP_SIZES", (512,)),

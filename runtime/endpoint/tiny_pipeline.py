@@ -7,9 +7,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import diffusers
 import torch
-from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+# diffusers classes are untyped; handle them as Any.
+_d: Any = diffusers
 
 _WORDS = ("a", "an", "the", "cat", "dog", "photo", "of", "red", "blue", "painting", "portrait", "sky", "sea", "city")
 
@@ -134,7 +137,7 @@ def _sd15_configs() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     return unet, vae, text
 
 
-def build_random_pipeline(*, preset: str = "tiny", seed: int = 0) -> StableDiffusionPipeline:
+def build_random_pipeline(*, preset: str = "tiny", seed: int = 0) -> Any:
     """Build a randomly initialised StableDiffusionPipeline ("tiny" or "sd15" architecture), fp32 on CPU."""
     configs = {"tiny": _tiny_configs, "sd15": _sd15_configs}
     if preset not in configs:
@@ -143,8 +146,8 @@ def build_random_pipeline(*, preset: str = "tiny", seed: int = 0) -> StableDiffu
     tokenizer = build_tiny_tokenizer()
     text_cfg = {"vocab_size": len(tokenizer), **text_cfg}
     torch.manual_seed(seed)
-    unet = UNet2DConditionModel(**unet_cfg)
-    vae = AutoencoderKL(**vae_cfg)
+    unet = _d.UNet2DConditionModel(**unet_cfg)
+    vae = _d.AutoencoderKL(**vae_cfg)
     text_encoder = CLIPTextModel(
         CLIPTextConfig(
             bos_token_id=tokenizer.bos_token_id,
@@ -153,13 +156,13 @@ def build_random_pipeline(*, preset: str = "tiny", seed: int = 0) -> StableDiffu
             **text_cfg,
         )
     )
-    scheduler = PNDMScheduler(
+    scheduler = _d.PNDMScheduler(
         beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", skip_prk_steps=True, steps_offset=1
     )
-    return StableDiffusionPipeline(
+    return _d.StableDiffusionPipeline(
         unet=unet.eval(),
         vae=vae.eval(),
-        text_encoder=text_encoder.eval(),
+        text_encoder=torch.nn.Module.eval(text_encoder),
         tokenizer=tokenizer,
         scheduler=scheduler,
         safety_checker=None,

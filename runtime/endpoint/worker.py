@@ -8,19 +8,19 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import torch
-from diffusers import StableDiffusionPipeline
 from PIL import Image
 
 from .compile_cache import load_mega_cache, save_mega_cache
-from .pipeline_setup import optimize_pipeline
+from .pipeline_setup import Pipeline, optimize_pipeline
 from .schedulers import build_schedulers
 from .settings import Settings
 
 log = logging.getLogger(__name__)
 
-PipelineFactory = Callable[[str], StableDiffusionPipeline]
+PipelineFactory = Callable[[str], Pipeline]
 
 
 @dataclass(frozen=True)
@@ -52,8 +52,8 @@ class DiffusionWorker:
         self._settings = settings
         self._factory = factory
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"gpu-{device}")
-        self._pipe: StableDiffusionPipeline | None = None
-        self._schedulers: dict[str, object] = {}
+        self._pipe: Pipeline | None = None
+        self._schedulers: dict[str, Any] = {}
         self.warmed_batches: tuple[int, ...] = ()
         self.load_seconds = 0.0
 
@@ -81,7 +81,8 @@ class DiffusionWorker:
         pipe = self._pipe
         if pipe is None:
             raise RuntimeError("model is not loaded")
-        padded = specs + [ImageSpec(prompt="", negative_prompt="", seed=0)] * (self.padded_size(len(specs)) - len(specs))
+        filler = ImageSpec(prompt="", negative_prompt="", seed=0)
+        padded = specs + [filler] * (self.padded_size(len(specs)) - len(specs))
         pipe.scheduler = self._schedulers[key.scheduler]
         generators = [torch.Generator(device="cpu").manual_seed(spec.seed) for spec in padded]
         use_negative = any(spec.negative_prompt for spec in padded)
@@ -117,8 +118,8 @@ class DiffusionWorker:
         """Run every batch size and side we intend to serve once, so compilation and autotuning happen now."""
         settings = self._settings
         batches = settings.warmup_batches if settings.compile else settings.warmup_batches[:1]
-        for side in settings.warmup_sizes:
-            side = min(side, settings.max_side)
+        for size in settings.warmup_sizes:
+            side = min(size, settings.max_side)
             for batch in batches:
                 key = BatchKey(settings.warmup_steps, side, side, 7.5, "default")
                 started = time.perf_counter()
