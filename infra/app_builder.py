@@ -8,6 +8,7 @@ import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
 from infra.config import EnvConfig
+from infra.stacks.bot import BotStack
 from infra.stacks.storage import StorageStack
 
 
@@ -16,10 +17,11 @@ class GenArtStacks:
     """The stacks of one environment, by role."""
 
     storage: StorageStack
+    bot: BotStack
 
     def all(self) -> list[cdk.Stack]:
         """Every stack, in deployment order."""
-        return [self.storage]
+        return [self.storage, self.bot]
 
 
 def build_app(app: cdk.App, config: EnvConfig) -> GenArtStacks:
@@ -36,7 +38,18 @@ def build_app(app: cdk.App, config: EnvConfig) -> GenArtStacks:
         description="GenArt: buckets and the Discord bot token secret",
     )
 
-    stacks = GenArtStacks(storage=storage)
+    bot = BotStack(
+        app,
+        f"{config.prefix}-Bot",
+        config=config.bot,
+        models_bucket=storage.models_bucket,
+        bot_token_secret=storage.bot_token_secret,
+        retain_logs=config.storage.retain_data,
+        env=env,
+        description="GenArt: the Discord bot on one Spot instance (NAT-free VPC, Spot Fleet, logs)",
+    )
+
+    stacks = GenArtStacks(storage=storage, bot=bot)
     for stack in stacks.all():
         for key, value in tags.items():
             cdk.Tags.of(stack).add(key, value)

@@ -75,6 +75,11 @@ class BotConfig:
             f"{key}.model_key",
             "must be an S3 key ending in .onnx",
         )
+        _require(
+            not (self.fleet == "asg" and self.allocation_strategy == "diversified"),
+            f"{key}.allocation_strategy",
+            '"diversified" exists only for Spot Fleet; an Auto Scaling group needs another strategy',
+        )
 
 
 @dataclass(frozen=True)
