@@ -1,0 +1,1 @@
+"""AWS Lambda functions of the app, one folder (and one CDK code asset) per function."""
