@@ -55,6 +55,8 @@ class BotConfig:
     fleet: Literal["spot-fleet", "asg"] = "spot-fleet"
     log_retention_days: int = 30
     model_key: str = "stylegan/latest.onnx"
+    # Discord user ids (not secrets) allowed to run operator commands such as reload_model.
+    operator_ids: tuple[str, ...] = ()
 
     def validate(self, key: str) -> None:
         _require(len(self.instance_types) >= 1, f"{key}.instance_types", "needs at least one instance type")
@@ -80,6 +82,12 @@ class BotConfig:
             f"{key}.allocation_strategy",
             '"diversified" exists only for Spot Fleet; an Auto Scaling group needs another strategy',
         )
+        for user_id in self.operator_ids:
+            _require(
+                re.fullmatch(r"\d{17,20}", user_id) is not None,
+                f"{key}.operator_ids",
+                f"{user_id!r} is not a Discord user id (17-20 digits)",
+            )
 
 
 @dataclass(frozen=True)

@@ -59,19 +59,23 @@ class BotStack(Stack):
         )
         self._grant_instance_permissions(config=config, models_bucket=models_bucket, secret=bot_token_secret)
 
+        # Names and ARNs only; the bot reads the token value from Secrets Manager at start.
+        environment = {
+            "GENART_TOKEN_SECRET_ARN": bot_token_secret.secret_arn,
+            "GENART_MODELS_BUCKET": models_bucket.bucket_name,
+            "GENART_MODEL_KEY": config.model_key,
+            "AWS_REGION": Aws.REGION,
+            "GENART_MODEL_CACHE": MODEL_CACHE,
+            "GENART_LOG_LEVEL": "INFO",
+        }
+        if config.operator_ids:
+            environment["GENART_OPERATOR_IDS"] = ",".join(config.operator_ids)
         user_data = bot_user_data(
             code_bucket_name=self.code.s3_bucket_name,
             code_object_key=self.code.s3_object_key,
             log_group_name=self.log_group.log_group_name,
             region=Aws.REGION,
-            environment={
-                "GENART_TOKEN_SECRET_ARN": bot_token_secret.secret_arn,
-                "GENART_MODELS_BUCKET": models_bucket.bucket_name,
-                "GENART_MODEL_KEY": config.model_key,
-                "AWS_REGION": Aws.REGION,
-                "GENART_MODEL_CACHE": MODEL_CACHE,
-                "GENART_LOG_LEVEL": "INFO",
-            },
+            environment=environment,
         )
         self.launch_template = ec2.LaunchTemplate(
             self,

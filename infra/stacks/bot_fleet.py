@@ -74,7 +74,6 @@ class BotSpotFleet(Construct):
                 allocation_strategy=allocation_strategy,
                 instance_interruption_behavior="terminate",
                 replace_unhealthy_instances=True,
-                terminate_instances_with_expiration=True,
                 # On a rebalance recommendation the fleet starts a replacement first; the bot on the old instance
                 # sees the same signal in instance metadata and exits 0, so two bots overlap only briefly.
                 spot_maintenance_strategies=ec2.CfnSpotFleet.SpotMaintenanceStrategiesProperty(

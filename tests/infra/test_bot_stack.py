@@ -213,6 +213,7 @@ def test_user_data_runs_the_bot_under_systemd_and_holds_no_secret(env_name: str)
     ):
         assert expected in text, expected
     assert "User=root" not in text
+    assert ("GENART_OPERATOR_IDS" in text) == bool(bot.operator_ids)
 
     parts = _user_data_parts(template)
     following = {
@@ -257,7 +258,13 @@ def _asg_app() -> SynthesizedApp:
         base,
         account="123456789012",
         region="eu-west-1",
-        bot=dataclasses.replace(base.bot, fleet="asg", allocation_strategy="capacityOptimized", target_capacity=2),
+        bot=dataclasses.replace(
+            base.bot,
+            fleet="asg",
+            allocation_strategy="capacityOptimized",
+            target_capacity=2,
+            operator_ids=("123456789012345678", "223456789012345678"),
+        ),
     )
     return synth_config(config)
 
@@ -282,6 +289,7 @@ def test_asg_variant_is_all_spot_with_capacity_rebalance() -> None:
     assert template["Outputs"]["AutoScalingGroupName"]["Value"] == {"Ref": group_id}
     _, launch_template = _one(template, "AWS::EC2::LaunchTemplate")
     assert launch_template["Properties"]["LaunchTemplateData"]["BlockDeviceMappings"][0]["Ebs"]["Encrypted"] is True
+    assert f'Environment="GENART_OPERATOR_IDS={",".join(bot.operator_ids)}"' in _user_data_text(template)
 
 
 def test_asg_variant_passes_cdk_nag_and_needs_no_synth_time_lookups() -> None:
@@ -301,3 +309,9 @@ def test_config_rejects_diversified_for_asg() -> None:
     with pytest.raises(ConfigError, match=r"envs\.x\.bot\.allocation_strategy"):
         EnvConfig(name="x", bot=BotConfig(fleet="asg", allocation_strategy="diversified")).validate("envs.x")
     EnvConfig(name="x", bot=BotConfig(fleet="spot-fleet", allocation_strategy="diversified")).validate("envs.x")
+
+
+def test_config_rejects_operator_ids_that_are_not_discord_user_ids() -> None:
+    with pytest.raises(ConfigError, match=r"envs\.x\.bot\.operator_ids"):
+        EnvConfig(name="x", bot=BotConfig(operator_ids=("alice",))).validate("envs.x")
+    EnvConfig(name="x", bot=BotConfig(operator_ids=("123456789012345678",))).validate("envs.x")
