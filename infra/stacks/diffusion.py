@@ -15,6 +15,7 @@ from infra.config import DiffusionConfig
 from infra.stacks.diffusion_alarms import EndpointAlarms
 from infra.stacks.diffusion_async import ASYNC_FAILURE_PREFIX, ASYNC_INPUT_PREFIX, ASYNC_OUTPUT_PREFIX, AsyncInference
 from infra.stacks.diffusion_endpoint import OUTPUTS_PREFIX, VARIANT_NAME, DiffusionEndpoint
+from infra.stacks.diffusion_endpoint import endpoint_name as diffusion_endpoint_name
 from infra.stacks.diffusion_image_repo import DiffusionImageRepoStack
 from infra.stacks.diffusion_role import EndpointExecutionRole
 from infra.stacks.diffusion_scaling import EndpointScaling
@@ -48,7 +49,7 @@ class DiffusionStack(Stack):
         synthesizer = DefaultStackSynthesizer(image_assets_repository_name=image_repository_name)
         super().__init__(scope, construct_id, synthesizer=synthesizer, **kwargs)  # type: ignore[arg-type]
         self.add_stack_dependency(image_repository_stack, "its image asset is published into that repository")
-        endpoint_name = f"genart-{env_name}-diffusion".lower()
+        endpoint_name = diffusion_endpoint_name(env_name=env_name, config=config)
         model_prefix = f"diffusion/{config.model_name}/"
 
         self.image = ecr_assets.DockerImageAsset(

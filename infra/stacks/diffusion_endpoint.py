@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from aws_cdk import RemovalPolicy
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
@@ -17,6 +19,19 @@ VARIANT_NAME = "AllTraffic"
 OUTPUTS_PREFIX = "diffusion/"
 # /opt/ml/model is read-only on the instance; the inductor cache lives on the instance's own disk.
 COMPILE_CACHE_DIR = "/tmp/genart-compile-cache"  # noqa: S108 (a path inside the container)
+
+
+def endpoint_name(*, env_name: str, config: DiffusionConfig) -> str:
+    """Physical endpoint name; it carries the mode and instance type, so changing either replaces the endpoint.
+
+    SageMaker cannot change the instance type of an autoscaled variant in place, and a replacement (new endpoint
+    up before the old one goes) also makes switching between async and realtime a plain deploy.
+    """
+    instance = config.instance_type.removeprefix("ml.").replace(".", "-")
+    name = f"genart-{env_name}-sd-{config.mode}-{instance}"
+    if not re.fullmatch(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}", name):
+        raise ValueError(f"endpoint name {name!r} is not a valid SageMaker endpoint name")
+    return name
 
 
 def container_environment(*, outputs_bucket_name: str) -> dict[str, str]:

@@ -8,7 +8,7 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 # Old images are kept for rollbacks; a deploy pushes one image per change of runtime/endpoint.
-KEEP_IMAGES = 10
+KEEP_IMAGES = 5
 
 # What `cdk deploy` (cdk-assets, acting as the bootstrap's image-publishing role) needs to push an image.
 PUBLISH_ACTIONS = (
