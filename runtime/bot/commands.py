@@ -87,6 +87,17 @@ class WaifuService:
         self._format: ImageFormat = image_format
         self._reload_model = reload_model
         self._extension = "jpg" if image_format == "jpeg" else "png"
+        self._active = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    async def drain(self, *, timeout_s: float) -> bool:
+        """Wait until no request is being drawn or encoded; False if the timeout passed first."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout=timeout_s)
+        except TimeoutError:
+            return False
+        return True
 
     async def claim_waifu(self, requester: Requester, name: str | None = None) -> Reply:
         """Draw the face of a name (or a random face)."""
@@ -174,6 +185,18 @@ class WaifuService:
 
     async def _draw(
         self, requester: Requester, *, seeds: list[int], psi: float, caption: str, stem: str, grid: bool = False
+    ) -> Reply:
+        self._active += 1
+        self._idle.clear()
+        try:
+            return await self._draw_unguarded(requester, seeds=seeds, psi=psi, caption=caption, stem=stem, grid=grid)
+        finally:
+            self._active -= 1
+            if self._active == 0:
+                self._idle.set()
+
+    async def _draw_unguarded(
+        self, requester: Requester, *, seeds: list[int], psi: float, caption: str, stem: str, grid: bool
     ) -> Reply:
         if self._batcher.closing:
             return Reply(text=SHUTDOWN_TEXT, ephemeral=True)

@@ -21,13 +21,40 @@ LOG = logging.getLogger(__name__)
 NO_MENTIONS = discord.AllowedMentions.none()
 
 
+class InFlight:
+    """Counts command handlers still running so shutdown can let their replies go out before closing."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    async def __aenter__(self) -> None:
+        self.count += 1
+        self._idle.clear()
+
+    async def __aexit__(self, *_: object) -> None:
+        self.count -= 1
+        if self.count == 0:
+            self._idle.set()
+
+    async def wait_idle(self, *, timeout_s: float) -> bool:
+        """Wait until no handler runs; False on timeout."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout=timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+
 # discord.py types hybrid_command with Concatenate generics that mypy cannot solve (pyright can): hence the ignores.
 class WaifuCog(commands.Cog):
     """The user-facing commands; every handler defers first so slow generation never misses the 3 s deadline."""
 
-    def __init__(self, *, bot: commands.Bot, engine: Engine) -> None:
+    def __init__(self, *, bot: commands.Bot, engine: Engine, in_flight: InFlight | None = None) -> None:
         self.bot = bot
         self.engine = engine
+        self.in_flight = in_flight or InFlight()
 
     async def requester(self, ctx: commands.Context[commands.Bot]) -> Requester:
         """Describe the author: operator when listed in GENART_OPERATOR_IDS or owner of the application."""
@@ -52,15 +79,17 @@ class WaifuCog(commands.Cog):
     @app_commands.describe(name="Any name; the same name always gives the same face")
     async def claim_waifu(self, ctx: commands.Context[commands.Bot], *, name: str | None = None) -> None:
         """Draw the face of a name, or a random face."""
-        await ctx.defer()
-        await self.respond(ctx, await self.engine.service.claim_waifu(await self.requester(ctx), name))
+        async with self.in_flight:
+            await ctx.defer()
+            await self.respond(ctx, await self.engine.service.claim_waifu(await self.requester(ctx), name))
 
     @commands.hybrid_command(name="claim_waifu_truncation", description="Draw a random face at truncation psi")  # type: ignore[arg-type]
     @app_commands.describe(psi="0 (average face) to 2 (wild); 0.5-1.0 looks best")
     async def claim_waifu_truncation(self, ctx: commands.Context[commands.Bot], psi: str | None = None) -> None:
         """Draw a random face at a chosen truncation psi."""
-        await ctx.defer()
-        await self.respond(ctx, await self.engine.service.claim_waifu_truncation(await self.requester(ctx), psi))
+        async with self.in_flight:
+            await ctx.defer()
+            await self.respond(ctx, await self.engine.service.claim_waifu_truncation(await self.requester(ctx), psi))
 
     @commands.hybrid_command(name="claim_waifu_grid", aliases=["waifu_grid"], description="Draw several faces at once")  # type: ignore[arg-type]
     @app_commands.describe(count="How many faces (1-16)", psi="Truncation, 0 to 2 (default 0.7)")
@@ -68,8 +97,9 @@ class WaifuCog(commands.Cog):
         self, ctx: commands.Context[commands.Bot], count: str | None = None, psi: str | None = None
     ) -> None:
         """Draw a grid of random faces in one image."""
-        await ctx.defer()
-        await self.respond(ctx, await self.engine.service.claim_waifu_grid(await self.requester(ctx), count, psi))
+        async with self.in_flight:
+            await ctx.defer()
+            await self.respond(ctx, await self.engine.service.claim_waifu_grid(await self.requester(ctx), count, psi))
 
     @commands.hybrid_command(name="help", description="How to use the waifu bot")  # type: ignore[arg-type]
     async def help(self, ctx: commands.Context[commands.Bot]) -> None:
@@ -79,8 +109,9 @@ class WaifuCog(commands.Cog):
     @commands.hybrid_command(name="reload_model", description="Operators: load the newest published model")  # type: ignore[arg-type]
     async def reload_model(self, ctx: commands.Context[commands.Bot]) -> None:
         """Reload the generator from its source (operators only)."""
-        await ctx.defer(ephemeral=True)
-        await self.respond(ctx, await self.engine.service.reload_model(await self.requester(ctx)))
+        async with self.in_flight:
+            await ctx.defer(ephemeral=True)
+            await self.respond(ctx, await self.engine.service.reload_model(await self.requester(ctx)))
 
     @commands.Cog.listener()
     async def on_command_error(self, ctx: commands.Context[commands.Bot], error: commands.CommandError) -> None:
@@ -105,13 +136,14 @@ class GenArtBot(commands.Bot):
         prefix = commands.when_mentioned_or(settings.prefix) if settings.prefix_commands else commands.when_mentioned
         super().__init__(command_prefix=prefix, intents=intents, help_command=None, allowed_mentions=NO_MENTIONS)
         self.engine = engine
+        self.in_flight = InFlight()
         self.shutdown_reason: str | None = None
         self._watcher_task: asyncio.Task[None] | None = None
         self._shutdown_task: asyncio.Task[None] | None = None
 
     async def setup_hook(self) -> None:
         """Register commands, sync them, start the Spot watcher and signal handlers."""
-        await self.add_cog(WaifuCog(bot=self, engine=self.engine))
+        await self.add_cog(WaifuCog(bot=self, engine=self.engine, in_flight=self.in_flight))
         if self.engine.settings.sync_commands:
             synced = await self.tree.sync()
             LOG.info("slash commands synced", extra={"fields": {"count": len(synced)}})
@@ -153,6 +185,8 @@ class GenArtBot(commands.Bot):
             with contextlib.suppress(discord.HTTPException, AttributeError):
                 await self.change_presence(status=discord.Status.idle, activity=discord.Game("restarting - back soon"))
         await self.engine.close()
+        if not await self.in_flight.wait_idle(timeout_s=10):
+            LOG.warning("replies still pending at shutdown", extra={"fields": {"handlers": self.in_flight.count}})
         if self._watcher_task is not None:
             self._watcher_task.cancel()
         LOG.info("goodbye", extra={"fields": {"reason": reason}})

@@ -55,6 +55,8 @@ class Engine:
     async def close(self) -> None:
         """Finish queued work (bounded by the drain timeout) and stop the worker pool."""
         await self.batcher.close(drain_timeout_s=self.settings.drain_timeout_s)
+        if not await self.service.drain(timeout_s=self.settings.drain_timeout_s):
+            LOG.warning("requests still encoding at shutdown were dropped")
         self.executor.shutdown(wait=False, cancel_futures=True)
 
 

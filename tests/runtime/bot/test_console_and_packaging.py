@@ -1,0 +1,92 @@
+"""Console mode end to end as deployed (package imported as top-level `bot`), torch-free runtime, pinned deps."""
+
+from __future__ import annotations
+
+import ast
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[3] / "runtime" / "bot"
+
+
+def deploy_layout(tmp_path: Path) -> Path:
+    """Copy runtime/bot to APP/bot like the EC2 user data unpacks the code asset."""
+    app = tmp_path / "app"
+    shutil.copytree(PACKAGE, app / "bot", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return app
+
+
+def test_console_mode_end_to_end_without_torch(tmp_path: Path, tiny_generator_onnx: Path) -> None:
+    app = deploy_layout(tmp_path)
+    blocker = tmp_path / "no_torch"
+    (blocker / "torch").mkdir(parents=True)
+    (blocker / "torch" / "__init__.py").write_text("raise ImportError('the bot must not import torch')\n")
+    out = tmp_path / "out"
+    commands = "\n".join(
+        [
+            "$claim_waifu Asuka Langley",
+            "$claim_waifu   asuka langley ",
+            "$claim_waifu_truncation 1e999",
+            "$claim_waifu_truncation 0.5",
+            "$claim_waifu_grid 3",
+            "$claim_waifu",
+            "$no_such_command",
+        ]
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "--console", "--model", str(tiny_generator_onnx), "--out", str(out)],
+        check=False,
+        cwd=app,
+        input=commands + "\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PYTHONPATH": str(blocker), "PATH": "/usr/bin:/bin", "GENART_LOG_LEVEL": "INFO"},
+    )
+    assert result.returncode == 0, result.stderr
+    wrote = [Path(line.removeprefix("wrote ")) for line in result.stdout.splitlines() if line.startswith("wrote ")]
+    assert [path.name for path in wrote[:2]] == ["001-waifu-asuka-langley.png", "002-waifu-asuka-langley.png"]
+    assert len(wrote) == 5 and all(path.parent == out and path.is_file() for path in wrote)
+    assert wrote[0].read_bytes() == wrote[1].read_bytes()
+    assert "Truncation must be a finite number" in result.stdout
+    assert "Unknown command `no_such_command`" in result.stdout
+    assert '"msg": "generator loaded"' in result.stderr  # JSON logs go to stderr in console mode
+
+
+def test_runtime_source_never_imports_torch() -> None:
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            offenders += [f"{path.name}: {name}" for name in names if name.split(".")[0] in {"torch", "torchvision"}]
+    assert offenders == []
+
+
+def test_full_import_graph_is_torch_free(tmp_path: Path) -> None:
+    app = deploy_layout(tmp_path)
+    probe = (
+        "import sys, bot.cli, bot.discord_app, bot.console, bot.engine\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in {'torch', 'torchvision'})\n"
+        "assert not bad, bad\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], check=False, cwd=app, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+
+
+def test_requirements_are_exact_pins_without_torch() -> None:
+    lines = [
+        line.strip()
+        for line in (PACKAGE / "requirements.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    pins = dict(line.split("==") for line in lines)
+    assert all(re.fullmatch(r"[A-Za-z0-9_.-]+==[0-9][0-9A-Za-z.]*", line) for line in lines), lines
+    assert {"discord.py", "onnxruntime", "numpy", "pillow", "boto3"} <= set(pins)
+    assert not {"torch", "torchvision", "onnx"} & {name.lower() for name in pins}
