@@ -10,13 +10,14 @@ from aws_cdk import aws_iam as iam
 from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
 
-# Spot Fleet has no ASG-style "diversified"; BotConfig rejects that combination.
+# Auto Scaling groups have no "diversified" strategy (Spot Fleet only); BotConfig rejects that combination.
 ASG_SPOT_ALLOCATION = {
     "priceCapacityOptimized": autoscaling.SpotAllocationStrategy.PRICE_CAPACITY_OPTIMIZED,
     "capacityOptimized": autoscaling.SpotAllocationStrategy.CAPACITY_OPTIMIZED,
     "lowestPrice": autoscaling.SpotAllocationStrategy.LOWEST_PRICE,
 }
-# Seconds an instance keeps running after its rebalance replacement launched (Spot Fleet's minimum is 120).
+# Seconds an instance keeps running after its rebalance replacement launched (Spot Fleet's minimum is 120);
+# the minimum keeps the window in which two bots answer the same prefix command short.
 REBALANCE_TERMINATION_DELAY_S = 120
 
 
@@ -74,8 +75,9 @@ class BotSpotFleet(Construct):
                 allocation_strategy=allocation_strategy,
                 instance_interruption_behavior="terminate",
                 replace_unhealthy_instances=True,
-                # On a rebalance recommendation the fleet starts a replacement first; the bot on the old instance
-                # sees the same signal in instance metadata and exits 0, so two bots overlap only briefly.
+                # On a rebalance recommendation the fleet starts a replacement first and terminates the old
+                # instance TerminationDelay seconds later; the old bot keeps serving until then (it only logs the
+                # recommendation) and exits 0 on the SIGTERM, so the hand-over gap or overlap stays short.
                 spot_maintenance_strategies=ec2.CfnSpotFleet.SpotMaintenanceStrategiesProperty(
                     capacity_rebalance=ec2.CfnSpotFleet.SpotCapacityRebalanceProperty(
                         replacement_strategy="launch-before-terminate",
