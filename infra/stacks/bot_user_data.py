@@ -36,7 +36,7 @@ WorkingDirectory={APP_DIR}
 Environment="PYTHONUNBUFFERED=1"
 Environment="PYTHONDONTWRITEBYTECODE=1"
 ExecStart={VENV_DIR}/bin/python -m bot
-# The bot exits 0 after a Spot interruption/rebalance notice or SIGTERM; anything else is a crash.
+# The bot exits 0 after a Spot interruption notice or SIGTERM; anything else is a crash.
 Restart=on-failure
 RestartSec=30
 TimeoutStopSec=90
