@@ -111,7 +111,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as exc:
         print(f"[generate] error: {exc}", file=sys.stderr, flush=True)
         return 1
-    torch.set_grad_enabled(False)
     cols, rows = args.grid
     rng = torch.Generator().manual_seed(args.seed)
     latents = torch.randn(max(args.num_images, cols * rows), generator.z_dim, generator=rng)

@@ -32,7 +32,8 @@ def test_contract_inputs_outputs_and_metadata(tiny_generator_onnx: Path) -> None
     props = {p.key: p.value for p in model.metadata_props}
     assert props["resolution"] == "16" and props["z_dim"] == "512" and float(props["kimg"]) == 0.0
     created = datetime.fromisoformat(props["created"])
-    assert created.utcoffset() is not None and created.utcoffset().total_seconds() == 0
+    offset = created.utcoffset()
+    assert offset is not None and offset.total_seconds() == 0
     assert model.opset_import[0].version == 17
 
 
