@@ -9,6 +9,7 @@ from cdk_nag import AwsSolutionsChecks
 
 from infra.config import EnvConfig
 from infra.stacks.bot import BotStack
+from infra.stacks.pipeline import PipelineStack
 from infra.stacks.storage import StorageStack
 
 
@@ -18,10 +19,11 @@ class GenArtStacks:
 
     storage: StorageStack
     bot: BotStack
+    pipeline: PipelineStack
 
     def all(self) -> list[cdk.Stack]:
         """Every stack, in deployment order."""
-        return [self.storage, self.bot]
+        return [self.storage, self.bot, self.pipeline]
 
 
 def build_app(app: cdk.App, config: EnvConfig) -> GenArtStacks:
@@ -49,7 +51,19 @@ def build_app(app: cdk.App, config: EnvConfig) -> GenArtStacks:
         description="GenArt: the Discord bot on one Spot instance (NAT-free VPC, Spot Fleet, logs)",
     )
 
-    stacks = GenArtStacks(storage=storage, bot=bot)
+    pipeline = PipelineStack(
+        app,
+        f"{config.prefix}-Pipeline",
+        config=config.pipeline,
+        pipeline_name=f"{config.prefix}-stylegan2",
+        models_bucket=storage.models_bucket,
+        datasets_bucket=storage.datasets_bucket,
+        retain_logs=config.storage.retain_data,
+        env=env,
+        description="GenArt: StyleGAN2 SageMaker pipeline, step image, notifications and failure alerts",
+    )
+
+    stacks = GenArtStacks(storage=storage, bot=bot, pipeline=pipeline)
     for stack in stacks.all():
         for key, value in tags.items():
             cdk.Tags.of(stack).add(key, value)

@@ -93,6 +93,11 @@ def _offline_sdk_environment() -> Iterator[None]:
                 os.environ[key] = value
 
 
+def default_model_preset(resolution: int) -> str:
+    """The training code's paper preset (`--cfg`) for a resolution."""
+    return "paper512" if resolution >= 512 else "paper256"
+
+
 def render_pipeline_definition(
     *, resources: PipelineResources, config: PipelineConfig, metric_definitions: list[dict[str, str]]
 ) -> str:
@@ -128,6 +133,14 @@ def _render(*, resources: PipelineResources, config: PipelineConfig, metric_defi
     from sagemaker.core.lambda_helper import Lambda
     from sagemaker.core.processing import Processor
     from sagemaker.core.shapes import ProcessingInput, ProcessingOutput, ProcessingS3Input, ProcessingS3Output
+    from sagemaker.core.training.configs import (
+        CheckpointConfig,
+        Compute,
+        InputData,
+        MetricDefinition,
+        OutputDataConfig,
+        StoppingCondition,
+    )
     from sagemaker.core.workflow.execution_variables import ExecutionVariables
     from sagemaker.core.workflow.functions import Join
     from sagemaker.core.workflow.parameters import ParameterFloat, ParameterInteger, ParameterString
@@ -136,14 +149,6 @@ def _render(*, resources: PipelineResources, config: PipelineConfig, metric_defi
     from sagemaker.mlops.workflow.pipeline import Pipeline
     from sagemaker.mlops.workflow.retry import SageMakerJobExceptionTypeEnum, SageMakerJobStepRetryPolicy
     from sagemaker.mlops.workflow.steps import ProcessingStep, TrainingStep
-    from sagemaker.train.configs import (
-        CheckpointConfig,
-        Compute,
-        InputData,
-        MetricDefinition,
-        OutputDataConfig,
-        StoppingCondition,
-    )
     from sagemaker.train.model_trainer import ModelTrainer
 
     boto_session = boto3.Session(region_name=os.environ["AWS_DEFAULT_REGION"])
@@ -168,6 +173,7 @@ def _render(*, resources: PipelineResources, config: PipelineConfig, metric_defi
     )
     export_instance_type = ParameterString(name="ExportInstanceType", default_value=config.export_instance_type)
     resolution = ParameterInteger(name="Resolution", default_value=config.resolution)
+    model_preset = ParameterString(name="ModelPreset", default_value=default_model_preset(config.resolution))
     kimg = ParameterInteger(name="Kimg", default_value=config.kimg)
     batch = ParameterInteger(name="Batch", default_value=config.batch)
     gamma = ParameterFloat(name="Gamma", default_value=config.gamma)
@@ -182,6 +188,7 @@ def _render(*, resources: PipelineResources, config: PipelineConfig, metric_defi
         training_instance_count,
         export_instance_type,
         resolution,
+        model_preset,
         kimg,
         batch,
         gamma,
@@ -275,6 +282,7 @@ def _render(*, resources: PipelineResources, config: PipelineConfig, metric_defi
             "gamma": gamma.to_string(),
             "lr": learning_rate.to_string(),
             "resolution": resolution.to_string(),
+            "cfg": model_preset.to_string(),
             "mirror": mirror.to_string(),
             "snapshot-kimg": snapshot_kimg.to_string(),
         },
@@ -336,7 +344,11 @@ def _render(*, resources: PipelineResources, config: PipelineConfig, metric_defi
                 ProcessingOutput(
                     output_name="publish",
                     s3_output=ProcessingS3Output(
-                        s3_uri=f"{models}/{MODELS_PREFIX}", local_path=PROCESSING_PUBLISH, s3_upload_mode="EndOfJob"
+                        # A Join, not a string: the SDK would urlparse a plain string, and CDK tokens in it
+                        # ("${Token[...]}") read as a malformed IPv6 host.
+                        s3_uri=Join(on="/", values=[models, MODELS_PREFIX]),
+                        local_path=PROCESSING_PUBLISH,
+                        s3_upload_mode="EndOfJob",
                     ),
                 ),
             ],

@@ -1,0 +1,145 @@
+"""Pipeline stack: the StyleGAN2 SageMaker Pipeline, its step image, notifications, failure rule and role."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aws_cdk import CfnOutput, RemovalPolicy, Stack
+from aws_cdk import aws_ecr_assets as ecr_assets
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sagemaker as sagemaker
+from constructs import Construct
+
+from infra.config import PipelineConfig
+from infra.stacks.pipeline_definition import (
+    MODELS_PREFIX,
+    RUNS_PREFIX,
+    PipelineResources,
+    render_pipeline_definition,
+)
+from infra.stacks.pipeline_notifications import PipelineNotifications
+from infra.stacks.pipeline_role import PipelineExecutionRole
+from runtime.pipeline.stylegan2.metrics import METRIC_DEFINITIONS
+
+PIPELINE_DIR = Path(__file__).resolve().parents[2] / "runtime" / "pipeline"
+# Only the step code, its requirements and the container entry point go into the image's build context.
+IMAGE_EXCLUDES = ["**/__pycache__", "**/*.pyc", "local_run.py", ".pytest_cache", "**/.mypy_cache"]
+FAILURE_STATUSES = ["Failed", "Stopped"]
+PIPELINE_EVENT = "SageMaker Model Building Pipeline Execution Status Change"
+
+
+class PipelineStack(Stack):
+    """Owns the StyleGAN2 pipeline (definition rendered by the SageMaker SDK at synth), its image and alerts."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: PipelineConfig,
+        pipeline_name: str,
+        models_bucket: s3.IBucket,
+        datasets_bucket: s3.IBucket,
+        retain_logs: bool,
+        **kwargs: object,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)  # type: ignore[arg-type]
+        removal = RemovalPolicy.RETAIN if retain_logs else RemovalPolicy.DESTROY
+        # SageMaker lower-cases pipeline names inside ARNs; a lower-case name keeps name, ARN and events aligned.
+        self.pipeline_name = pipeline_name.lower()
+        self.pipeline_arn = self.format_arn(service="sagemaker", resource="pipeline", resource_name=self.pipeline_name)
+
+        self.image = ecr_assets.DockerImageAsset(
+            self,
+            "StepImage",
+            directory=str(PIPELINE_DIR),
+            file="Dockerfile",
+            exclude=IMAGE_EXCLUDES,
+            platform=ecr_assets.Platform.LINUX_AMD64,
+        )
+        self.notifications = PipelineNotifications(
+            self,
+            "Notifications",
+            notification_email=config.notification_email,
+            models_bucket=models_bucket,
+            grid_key_pattern=f"{RUNS_PREFIX}/*/samples/grid.png",
+            removal_policy=removal,
+            log_retention=logs.RetentionDays.ONE_MONTH,
+        )
+        self.execution_role = PipelineExecutionRole(
+            self,
+            "ExecutionRole",
+            models_bucket=models_bucket,
+            datasets_bucket=datasets_bucket,
+            models_prefix=MODELS_PREFIX,
+            checkpoint_key_pattern=f"{RUNS_PREFIX}/*/checkpoints/*",
+            image=self.image,
+            notify_function=self.notifications.function,
+        )
+
+        definition = render_pipeline_definition(
+            resources=PipelineResources(
+                pipeline_name=self.pipeline_name,
+                role_arn=self.execution_role.arn_from_tokens,
+                image_uri=self.image.image_uri,
+                notify_function_arn=self.notifications.function.function_arn,
+                models_bucket_name=models_bucket.bucket_name,
+                datasets_bucket_name=datasets_bucket.bucket_name,
+            ),
+            config=config,
+            metric_definitions=METRIC_DEFINITIONS,
+        )
+        self.pipeline = sagemaker.CfnPipeline(
+            self,
+            "Pipeline",
+            pipeline_name=self.pipeline_name,
+            pipeline_display_name=self.pipeline_name,
+            pipeline_description="StyleGAN2: prepare dataset, train, generate + export ONNX, notify",
+            role_arn=self.execution_role.role.role_arn,
+            pipeline_definition={"PipelineDefinitionBody": definition},
+        )
+        # The role's policy must exist before SageMaker validates and later runs the pipeline.
+        self.pipeline.node.add_dependency(self.execution_role)
+
+        self.failure_rule = events.Rule(
+            self,
+            "FailedOrStoppedRule",
+            description=f"Failed or stopped executions of {self.pipeline_name} to the pipeline topic",
+            event_pattern=events.EventPattern(
+                source=["aws.sagemaker"],
+                detail_type=[PIPELINE_EVENT],
+                detail={"pipelineArn": [self.pipeline_arn], "currentPipelineExecutionStatus": FAILURE_STATUSES},
+            ),
+        )
+        self.failure_rule.add_target(
+            targets.SnsTopic(
+                self.notifications.topic,
+                message=events.RuleTargetInput.from_multiline_text(
+                    "\n".join(
+                        [
+                            f"GenArt StyleGAN2 pipeline {self.pipeline_name}: execution "
+                            f"{events.EventField.from_path('$.detail.pipelineExecutionDisplayName')} ended "
+                            f"{events.EventField.from_path('$.detail.currentPipelineExecutionStatus')}.",
+                            f"Execution: {events.EventField.from_path('$.detail.pipelineExecutionArn')}",
+                            f"Started: {events.EventField.from_path('$.detail.executionStartTime')}",
+                            f"Ended: {events.EventField.from_path('$.detail.executionEndTime')}",
+                            # No other angle brackets: EventBridge reads <name> as an input placeholder.
+                            "Find the failed step: aws sagemaker list-pipeline-execution-steps "
+                            "--pipeline-execution-arn with the execution ARN above",
+                        ]
+                    )
+                ),
+            )
+        )
+
+        for output_id, value, description in (
+            ("PipelineName", self.pipeline_name, "SageMaker pipeline to start (start-pipeline-execution)"),
+            ("PipelineArn", self.pipeline_arn, "SageMaker pipeline ARN"),
+            ("TopicArn", self.notifications.topic.topic_arn, "SNS topic for run results and failures"),
+            ("StepImageUri", self.image.image_uri, "Training/processing image built from runtime/pipeline"),
+            ("NotifyFunctionName", self.notifications.function.function_name, "Success notification Lambda"),
+        ):
+            CfnOutput(self, output_id, value=value, description=description)

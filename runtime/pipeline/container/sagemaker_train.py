@@ -1,0 +1,100 @@
+#!/usr/bin/env python
+"""`train` entry point of the step image: SageMaker hyperparameters -> `python -m stylegan2.train` CLI flags."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+CONFIG_DIR = Path("/opt/ml/input/config")
+DATA_DIR = Path("/opt/ml/input/data")
+MODEL_DIR = Path("/opt/ml/model")
+CHECKPOINT_DIR = Path("/opt/ml/checkpoints")
+TRAIN_CHANNEL = "train"
+MASTER_PORT = 29500
+# Flags this entry point sets from SageMaker's layout; a hyperparameter may not override them.
+RESERVED_FLAGS = ("data", "outdir", "checkpoint-dir")
+
+
+def hyperparameter_args(hyperparameters: Mapping[str, Any]) -> list[str]:
+    """`--name value` pairs in a stable order; SDK-internal `sagemaker_*` keys are dropped."""
+    args: list[str] = []
+    for name in sorted(hyperparameters):
+        if name.startswith("sagemaker_"):
+            continue
+        flag = name.replace("_", "-")
+        if flag in RESERVED_FLAGS:
+            raise ValueError(f"hyperparameter {name!r} is set by the container from SageMaker's paths")
+        value = hyperparameters[name]
+        # Some SDKs JSON-encode string values ('"paper256"'); unwrap them.
+        if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
+            value = json.loads(value)
+        args += [f"--{flag}", str(value)]
+    return args
+
+
+def path_args(environ: Mapping[str, str]) -> list[str]:
+    """Explicit data, model and checkpoint paths (BYO containers get no SM_* variables from the platform)."""
+    data = environ.get("SM_CHANNEL_TRAIN", str(DATA_DIR / TRAIN_CHANNEL))
+    outdir = environ.get("SM_MODEL_DIR", str(MODEL_DIR))
+    return ["--data", data, "--outdir", outdir, "--checkpoint-dir", str(CHECKPOINT_DIR)]
+
+
+def launch_command(
+    args: Sequence[str], *, gpus: int, hosts: Sequence[str], current_host: str, python: str = sys.executable
+) -> list[str]:
+    """One process per GPU under torchrun when there is more than one GPU or host, else plain python."""
+    module = ["-m", "stylegan2.train", *args]
+    if len(hosts) <= 1 and gpus <= 1:
+        return [python, *module]
+    torchrun = ["torchrun", f"--nproc_per_node={max(gpus, 1)}"]
+    if len(hosts) <= 1:
+        return [*torchrun, "--standalone", *module]
+    if current_host not in hosts:
+        raise ValueError(f"current host {current_host!r} is not in the job's hosts {list(hosts)}")
+    return [
+        *torchrun,
+        f"--nnodes={len(hosts)}",
+        f"--node_rank={list(hosts).index(current_host)}",
+        f"--master_addr={hosts[0]}",
+        f"--master_port={MASTER_PORT}",
+        *module,
+    ]
+
+
+def read_json(path: Path, default: dict[str, Any]) -> dict[str, Any]:
+    """A SageMaker config file, or the default when running outside SageMaker."""
+    if not path.exists():
+        return default
+    data = json.loads(path.read_text())
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object")
+    return data
+
+
+def gpu_count() -> int:
+    """CUDA devices visible to this container."""
+    import torch  # noqa: PLC0415 (only the training container needs torch, and only here)
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def main() -> None:
+    """Build the training command from SageMaker's config files and exec it (signals reach it directly)."""
+    hyperparameters = read_json(CONFIG_DIR / "hyperparameters.json", {})
+    resources = read_json(CONFIG_DIR / "resourceconfig.json", {"hosts": ["algo-1"], "current_host": "algo-1"})
+    args = [*path_args(os.environ), *hyperparameter_args(hyperparameters)]
+    command = launch_command(
+        args, gpus=gpu_count(), hosts=resources["hosts"], current_host=str(resources["current_host"])
+    )
+    print(f"[train-entry] {shlex.join(command)}", flush=True)
+    os.execvp(command[0], command)  # noqa: S606 (argument list, no shell)
+
+
+if __name__ == "__main__":
+    main()
