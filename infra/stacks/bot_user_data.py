@@ -130,7 +130,8 @@ def bot_user_data(
         # The asset zip holds the contents of runtime/bot, so it unpacks into a top-level `bot` package.
         f"python3.11 -m zipfile -e {zip_path} {APP_DIR}/bot",
         f"python3.11 -m venv {VENV_DIR}",
-        f"{VENV_DIR}/bin/pip install --no-cache-dir --disable-pip-version-check --no-input"
+        # Wheels only: AL2023 has no compiler, and the runtime pins versions that ship aarch64/x86_64 wheels.
+        f"{VENV_DIR}/bin/pip install --no-cache-dir --disable-pip-version-check --no-input --only-binary=:all:"
         f" -r {APP_DIR}/bot/requirements.txt",
         # Code and venv stay root-owned: the bot user can read and run them, never modify them.
         "chown -R root:root /opt/genart",

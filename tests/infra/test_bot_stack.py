@@ -197,7 +197,7 @@ def test_user_data_runs_the_bot_under_systemd_and_holds_no_secret(env_name: str)
     for expected in (
         "dnf install -y amazon-cloudwatch-agent python3.11 python3.11-pip",
         "python3.11 -m venv /opt/genart/venv",
-        "-r /opt/genart/app/bot/requirements.txt",
+        "--only-binary=:all: -r /opt/genart/app/bot/requirements.txt",
         "python3.11 -m zipfile -e /opt/genart/bot.zip /opt/genart/app/bot",
         "[Service]",
         "User=genart",
