@@ -87,3 +87,17 @@ def gather(obj: Any, env: DistEnv) -> list[Any]:
     out: list[Any] = [None] * env.world_size
     dist.all_gather_object(out, obj)
     return out
+
+
+def check_in_sync(modules: dict[str, torch.nn.Module], env: DistEnv) -> None:
+    """Raise if any parameter or buffer differs between ranks (cheap insurance, run at each snapshot)."""
+    if env.world_size == 1:
+        return
+    for name, module in modules.items():
+        tensors = [t.detach().float().flatten() for t in (*module.parameters(), *module.buffers())]
+        flat = torch.cat(tensors)
+        low, high = flat.clone(), flat.clone()
+        dist.all_reduce(low, op=dist.ReduceOp.MIN)
+        dist.all_reduce(high, op=dist.ReduceOp.MAX)
+        if not torch.equal(low, high):
+            raise RuntimeError(f"{name} diverged between ranks (max difference {float((high - low).max()):.3g})")

@@ -104,15 +104,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         received.append(signum)
         trainer.request_stop()
 
-    signal.signal(signal.SIGTERM, handle)
-    signal.signal(signal.SIGINT, handle)
-    finished = trainer.run()
-    shutdown(env)
+    previous = {signum: signal.signal(signum, handle) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        finished = trainer.run()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        shutdown(env)
     if finished:
         return 0
-    signum = received[0] if received else signal.SIGTERM
-    log(f"stopped by signal {signal.Signals(signum).name}; rerun with the same --checkpoint-dir to resume")
-    return 128 + int(signum)
+    stopped_by = signal.Signals(received[0] if received else signal.SIGTERM)
+    log(f"stopped by {stopped_by.name}; rerun with the same --checkpoint-dir to resume")
+    return 128 + int(stopped_by)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from . import checkpoint
 from .augment import diff_augment
 from .config import ModelConfig, preset
 from .dataset import ImageDataset
-from .distributed import DistEnv, any_rank, average_, average_gradients, gather
+from .distributed import DistEnv, any_rank, average_, average_gradients, check_in_sync, gather
 from .loss import discriminator_loss, generator_loss, r1_penalty
 from .metrics import format_metrics
 from .networks import Discriminator, Generator
@@ -186,6 +186,7 @@ class Trainer:
 
     def save_checkpoint(self) -> Path | None:
         """Write a checkpoint atomically (rank 0) and keep only the newest few; collective under torchrun."""
+        check_in_sync({"G": self.G, "D": self.D, "G_ema": self.G_ema}, self.env)
         state = self.state_dict()
         if not self.env.is_main:
             return None

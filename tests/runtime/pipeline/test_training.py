@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from runtime.pipeline.stylegan2 import train
 from runtime.pipeline.stylegan2.checkpoint import list_checkpoints, load_state
 from runtime.pipeline.stylegan2.metrics import METRIC_DEFINITIONS
 from runtime.pipeline.stylegan2.training_loop import Trainer, TrainOptions
@@ -130,7 +131,9 @@ def _metrics(line: str) -> dict[str, float]:
 
 
 @pytest.mark.timeout(90)
-def test_cli_sigterm_checkpoints_then_resumes(synthetic_dataset: Path, tmp_path: Path) -> None:
+def test_cli_sigterm_checkpoints_then_resumes(
+    synthetic_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     args = [
         "--data", str(synthetic_dataset), "--outdir", str(tmp_path / "model"),
         "--checkpoint-dir", str(tmp_path / "ck"), "--batch", "4", "--gamma", "1", "--lr", "0.002",
@@ -163,25 +166,17 @@ def test_cli_sigterm_checkpoints_then_resumes(synthetic_dataset: Path, tmp_path:
     assert not (tmp_path / "model" / "generator.pt").exists()
 
     target_kimg = (state["nimg"] + 8) / 1000
-    done = subprocess.run(
-        step_command("train", *args, "--kimg", str(target_kimg)),
-        env=step_env(),
-        cwd=PIPELINE_DIR,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert f"resumed from {saved}" in done.stdout
-    assert re.search(r"^\[metrics\] kimg=\S+ loss_G=\S+ loss_D=\S+ r1=\S+ sec_per_kimg=\S+$", done.stdout, re.M)
+    handler_before = signal.getsignal(signal.SIGTERM)
+    assert train.main([*args, "--kimg", str(target_kimg)]) == 0  # in-process: saves a second interpreter start
+    resumed_log = capsys.readouterr().out
+    assert f"resumed from {saved}" in resumed_log
+    assert re.search(r"^\[metrics\] kimg=\S+ loss_G=\S+ loss_D=\S+ r1=\S+ sec_per_kimg=\S+$", resumed_log, re.M)
+    assert signal.getsignal(signal.SIGTERM) is handler_before, "train.main must restore signal handlers"
     final = load_state(tmp_path / "model" / "generator.pt")
     assert final["nimg"] == state["nimg"] + 8
     assert (tmp_path / "model" / "config.json").is_file()
 
 
 def test_cli_rejects_resolution_mismatch(synthetic_dataset: Path, tmp_path: Path) -> None:
-    from runtime.pipeline.stylegan2.train import main
-
     args = ["--data", str(synthetic_dataset), "--outdir", str(tmp_path / "m"), "--checkpoint-dir", str(tmp_path / "c")]
-    assert main([*args, "--resolution", "32", "--cfg", "tiny", "--kimg", "0.004"]) == 1
+    assert train.main([*args, "--resolution", "32", "--cfg", "tiny", "--kimg", "0.004"]) == 1
