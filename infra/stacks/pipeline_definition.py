@@ -78,7 +78,8 @@ def _offline_sdk_environment() -> Iterator[None]:
     sdk_logger = logging.getLogger("sagemaker")
     saved_level = sdk_logger.level
     os.environ.update(overrides)
-    sdk_logger.setLevel(logging.WARNING)
+    # Its warnings here (job names popped from the definition, no wait/logs) are expected when rendering.
+    sdk_logger.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings():
             # "No Wait, No Logs" and "Lambda function won't be updated" are expected when only rendering.
