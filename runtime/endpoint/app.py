@@ -98,9 +98,9 @@ def _wants_raw_image(accept: str) -> str | None:
 
 
 def _seeds(request: GenerationRequest) -> list[int]:
-    if request.seed is None:
-        return [secrets.randbelow(MAX_SEED + 1) for _ in range(request.num_images)]
-    return [(request.seed + index) % (MAX_SEED + 1) for index in range(request.num_images)]
+    """Image i gets base + i, so a response is reproduced by sending its first seed back."""
+    base = secrets.randbelow(MAX_SEED + 1) if request.seed is None else request.seed
+    return [(base + index) % (MAX_SEED + 1) for index in range(request.num_images)]
 
 
 def _default_factory(settings: Settings) -> PipelineFactory:
@@ -116,8 +116,12 @@ def create_app(
     factory: PipelineFactory | None = None,
     devices: Sequence[str] | None = None,
     output_store: OutputStore | None = None,
+    load_before_serving: bool = False,
 ) -> FastAPI:
-    """Build the app; the model loads in the background at startup so /ping answers 503 until it is warm."""
+    """Build the app; the model loads in the background at startup so /ping answers 503 until it is warm.
+
+    load_before_serving makes startup itself wait for the model (for embedding the app in-process).
+    """
     request_model = build_request_model(settings)
     pipeline_factory = factory or _default_factory(settings)
     store = output_store
@@ -139,6 +143,8 @@ def create_app(
         state = ServerState(settings=settings, workers=workers, batcher=batcher, output_store=store)
         app.state.server = state
         loader = asyncio.create_task(_load(state))
+        if load_before_serving:
+            await asyncio.shield(loader)
         try:
             yield
         finally:
@@ -176,7 +182,9 @@ def create_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse(_error_body("http_error", str(exc.detail)), status_code=exc.status_code)
+        return JSONResponse(
+            _error_body("http_error", str(exc.detail)), status_code=exc.status_code, headers=exc.headers
+        )
 
     @app.get("/ping", response_model=PingResponse, responses={503: {"model": PingResponse}})
     async def ping(request: Request) -> JSONResponse:

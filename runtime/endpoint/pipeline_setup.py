@@ -48,7 +48,7 @@ def load_pipeline(settings: Settings, *, dtype: torch.dtype) -> Pipeline:
     if not (model_dir / "model_index.json").is_file():
         raise FileNotFoundError(f"{model_dir} is not a diffusers folder (no model_index.json)")
     extra = {} if settings.safety_checker else {"safety_checker": None, "requires_safety_checker": False}
-    return _SDPipeline.from_pretrained(model_dir, torch_dtype=dtype, local_files_only=True, **extra)
+    return _SDPipeline.from_pretrained(model_dir, dtype=dtype, local_files_only=True, **extra)
 
 
 def optimize_pipeline(pipe: Pipeline, settings: Settings, *, device: str) -> Pipeline:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
 from .schedulers import SCHEDULER_NAMES
 from .settings import Settings
@@ -12,6 +12,16 @@ from .settings import Settings
 MAX_SEED = 2**32 - 1
 MAX_GUIDANCE = 30.0
 MIN_SIDE = 64
+
+
+def _json_integer(value: Any) -> Any:
+    """Accept JSON integers (2 or 2.0) but not booleans or numeric strings, as JSON Schema "integer" does."""
+    if isinstance(value, bool | str):
+        raise ValueError("Input should be a valid integer")
+    return value
+
+
+JsonInt = Annotated[int, BeforeValidator(_json_integer)]
 
 
 class GenerationRequest(BaseModel):
@@ -35,21 +45,19 @@ class GenerationRequest(BaseModel):
 def build_request_model(settings: Settings) -> type[GenerationRequest]:
     """Return a GenerationRequest subclass whose fields carry this deployment's explicit limits."""
     side_default = min(512, settings.max_side)
-    side = Field(
-        default=side_default, ge=MIN_SIDE, le=settings.max_side, multiple_of=8, strict=True, description="pixels"
-    )
+    side = Field(default=side_default, ge=MIN_SIDE, le=settings.max_side, multiple_of=8, description="pixels")
     fields: dict[str, Any] = {
         "prompt": (str, Field(min_length=1, max_length=settings.max_prompt_chars, strict=True)),
         "negative_prompt": (str | None, Field(default=None, max_length=settings.max_prompt_chars, strict=True)),
         "num_inference_steps": (
-            int,
-            Field(default=min(30, settings.max_steps), ge=1, le=settings.max_steps, strict=True),
+            JsonInt,
+            Field(default=min(30, settings.max_steps), ge=1, le=settings.max_steps),
         ),
-        "guidance_scale": (float, Field(default=7.5, ge=0.0, le=MAX_GUIDANCE, allow_inf_nan=False)),
-        "width": (int, side),
-        "height": (int, side),
-        "num_images": (int, Field(default=1, ge=1, le=settings.max_images, strict=True)),
-        "seed": (int | None, Field(default=None, ge=0, le=MAX_SEED, strict=True, description="seed of image 0")),
+        "guidance_scale": (float, Field(default=7.5, ge=0.0, le=MAX_GUIDANCE, allow_inf_nan=False, strict=True)),
+        "width": (JsonInt, side),
+        "height": (JsonInt, side),
+        "num_images": (JsonInt, Field(default=1, ge=1, le=settings.max_images)),
+        "seed": (JsonInt | None, Field(default=None, ge=0, le=MAX_SEED, description="seed of image 0")),
         "scheduler": (Literal[SCHEDULER_NAMES], Field(default="default")),
     }
     model: type[GenerationRequest] = create_model("InvocationRequest", __base__=GenerationRequest, **fields)

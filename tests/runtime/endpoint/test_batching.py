@@ -1,0 +1,107 @@
+"""Dynamic batching: concurrent compatible requests share one pipeline call; a full queue answers 429."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import threading
+from typing import Any
+
+import httpx
+import numpy as np
+from fastapi import FastAPI
+from PIL import Image
+
+from runtime.endpoint.app import create_app
+
+from .conftest import BASE_REQUEST, make_settings, tiny_factory
+
+
+async def _healthy(client: httpx.AsyncClient) -> None:
+    for _ in range(1500):
+        if (await client.get("/ping")).status_code == 200:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("server never became healthy")
+
+
+def _pixels(item: dict[str, Any]) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(item["b64"]))), dtype=np.float32)
+
+
+async def _run_with_client(app: FastAPI, scenario: Any) -> Any:
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://endpoint", timeout=60) as client:
+            await _healthy(client)
+            return await scenario(client)
+
+
+def test_concurrent_requests_run_as_one_batch_and_each_caller_gets_its_own_images() -> None:
+    app = create_app(settings=make_settings(GENART_BATCH_WINDOW_MS="400"), factory=tiny_factory, devices=["cpu"])
+    requests = [
+        {**BASE_REQUEST, "prompt": "a red cat", "seed": 10, "num_images": 2},
+        {**BASE_REQUEST, "prompt": "a blue dog", "seed": 20},
+        {**BASE_REQUEST, "prompt": "the sea", "seed": 30, "negative_prompt": "city"},
+    ]
+
+    async def scenario(client: httpx.AsyncClient) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
+        batched = await asyncio.gather(*(client.post("/invocations", json=r) for r in requests))
+        metrics = (await client.get("/metrics")).json()
+        solo = [(await client.post("/invocations", json=r)).json() for r in requests]
+        return [r.json() for r in batched], solo, metrics
+
+    batched, solo, metrics = asyncio.run(_run_with_client(app, scenario))
+    assert metrics["multi_request_batches"] >= 1
+    assert metrics["max_batch_requests"] == 3
+    assert metrics["max_batch_images"] == 4
+    assert [b["batch_size"] for b in batched] == [4, 4, 4]
+    assert [[i["seed"] for i in b["images"]] for b in batched] == [[10, 11], [20], [30]]
+    assert len({b["request_id"] for b in batched}) == 3
+    for together, alone in zip(batched, solo, strict=True):
+        assert alone["batch_size"] == len(alone["images"])
+        for mine, reference in zip(together["images"], alone["images"], strict=True):
+            # Batched convolutions may round differently from single ones; the images must still be the same picture.
+            assert np.abs(_pixels(mine) - _pixels(reference)).mean() < 2.0
+    assert np.abs(_pixels(batched[0]["images"][0]) - _pixels(batched[1]["images"][0])).mean() > 2.0
+
+
+def test_incompatible_requests_are_not_batched_together() -> None:
+    app = create_app(settings=make_settings(GENART_BATCH_WINDOW_MS="300"), factory=tiny_factory, devices=["cpu"])
+    requests = [{**BASE_REQUEST, "seed": 1}, {**BASE_REQUEST, "seed": 2, "num_inference_steps": 1}]
+
+    async def scenario(client: httpx.AsyncClient) -> list[dict[str, Any]]:
+        return [r.json() for r in await asyncio.gather(*(client.post("/invocations", json=r) for r in requests))]
+
+    responses = asyncio.run(_run_with_client(app, scenario))
+    assert [r["batch_size"] for r in responses] == [1, 1]
+
+
+def test_full_queue_answers_429_busy() -> None:
+    app = create_app(settings=make_settings(GENART_MAX_QUEUE="1"), factory=tiny_factory, devices=["cpu"])
+    gate = threading.Event()
+
+    async def scenario(client: httpx.AsyncClient) -> tuple[int, int, dict[str, Any], int]:
+        worker = app.state.server.workers[0]
+        original = worker.generate
+
+        def gated(*args: Any) -> Any:
+            gate.wait(10)
+            return original(*args)
+
+        worker.generate = gated
+        first = asyncio.create_task(client.post("/invocations", json={**BASE_REQUEST, "seed": 1}))
+        while app.state.server.batcher.metrics.batches == 0:  # first request is on the worker
+            await asyncio.sleep(0.01)
+        second = asyncio.create_task(client.post("/invocations", json={**BASE_REQUEST, "seed": 2}))
+        while app.state.server.batcher.queued == 0:  # second request waits in the queue
+            await asyncio.sleep(0.01)
+        third = await client.post("/invocations", json={**BASE_REQUEST, "seed": 3})
+        gate.set()
+        return (await first).status_code, (await second).status_code, third.json(), third.status_code
+
+    first, second, busy, busy_status = asyncio.run(_run_with_client(app, scenario))
+    assert (first, second) == (200, 200)
+    assert busy_status == 429
+    assert busy["error"] == "busy"
