@@ -30,11 +30,21 @@ class _Job:
         return int(self.latents.shape[0])
 
 
+def batch_limit(resolution: int) -> int:
+    """Return the most images per ONNX call that keep peak RSS modest (~90 MB of activations per 256 px image)."""
+    if resolution <= 0 or resolution <= 256:
+        return 4
+    if resolution <= 512:
+        return 2
+    return 1
+
+
 class MicroBatcher:
     """Collect requests for `window_s`, merge those with the same psi (up to `max_batch` images) into one call.
 
     At most `workers` calls run at once in `executor`; at most `max_pending` images may be queued or running,
-    beyond that `generate` raises BusyError immediately instead of growing memory without bound.
+    beyond that `generate` raises BusyError immediately instead of growing memory without bound. `max_batch=None`
+    picks the limit from the generator's resolution; requests larger than the limit are split into several calls.
     """
 
     def __init__(
@@ -44,13 +54,13 @@ class MicroBatcher:
         executor: Executor,
         workers: int = 1,
         window_s: float = 0.015,
-        max_batch: int = 8,
+        max_batch: int | None = None,
         max_pending: int = 32,
     ) -> None:
         self._holder = holder
         self._executor = executor
         self._window_s = window_s
-        self._max_batch = max(1, max_batch)
+        self._fixed_max_batch = max_batch
         self._max_pending = max(1, max_pending)
         self._slots = asyncio.Semaphore(max(1, workers))
         self._queue: deque[_Job] = deque()
@@ -60,6 +70,13 @@ class MicroBatcher:
         self._closing = False
         self._collector: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[None]] = set()
+
+    @property
+    def max_batch(self) -> int:
+        """Return the most images one ONNX call may take (fixed, or from the current model's resolution)."""
+        if self._fixed_max_batch is not None:
+            return max(1, self._fixed_max_batch)
+        return batch_limit(getattr(self._holder.current, "resolution", 0))
 
     @property
     def pending_images(self) -> int:
@@ -84,13 +101,20 @@ class MicroBatcher:
         if self._pending_images + size > self._max_pending:
             raise BusyError("queue full")
         self.start()
+        limit = self.max_batch
+        # Enqueue every chunk before awaiting so the pending count is reserved atomically on the event loop.
+        futures = [self._enqueue(latents[start : start + limit], psi) for start in range(0, size, limit)]
+        if len(futures) == 1:
+            return await futures[0]
+        return np.concatenate(await asyncio.gather(*futures), axis=0)
+
+    def _enqueue(self, latents: npt.NDArray[np.float32], psi: float) -> asyncio.Future[npt.NDArray[np.uint8]]:
         job = _Job(latents=latents, psi=float(psi), future=asyncio.get_running_loop().create_future())
         self._queue.append(job)
-        self._queued_images += size
-        self._pending_images += size
+        self._queued_images += job.size
+        self._pending_images += job.size
         self._arrived.set()
-        # Cancelling the caller cancels only its future; the batch it joined still runs for the others.
-        return await job.future
+        return job.future
 
     async def close(self, *, drain_timeout_s: float = 60.0) -> None:
         """Refuse new work, finish queued and running batches (up to the timeout), then stop."""
@@ -120,7 +144,7 @@ class MicroBatcher:
                 await self._arrived.wait()
                 continue
             deadline = self._queue[0].enqueued + self._window_s
-            while self._queued_images < self._max_batch and not self._closing:
+            while self._queued_images < self.max_batch and not self._closing:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
@@ -139,11 +163,11 @@ class MicroBatcher:
 
     def _take_batch(self) -> list[_Job]:
         """Take the oldest job and every later job with the same psi while the batch has room."""
-        first = self._queue.popleft()
+        first, limit = self._queue.popleft(), self.max_batch
         batch, size, kept = [first], first.size, deque[_Job]()
         while self._queue:
             job = self._queue.popleft()
-            if job.psi == first.psi and size + job.size <= self._max_batch:
+            if job.psi == first.psi and size + job.size <= limit:
                 batch.append(job)
                 size += job.size
             else:

@@ -13,6 +13,7 @@ from .errors import ConfigError
 from .generator import available_cores
 from .imaging import ImageFormat
 from .model_source import ModelSource
+from .parsing import GRID_MAX
 from .token_source import TokenSource
 
 DEFAULT_MODEL_KEY = "stylegan/latest.onnx"
@@ -37,7 +38,7 @@ class BotSettings:
     log_level: str = "INFO"
     image_format: ImageFormat = "png"
     cooldown_s: float = 5.0
-    max_batch: int = 8
+    max_batch: int | None = None
     batch_window_s: float = 0.015
     max_queue: int = 32
     workers: int = field(default_factory=lambda: plan_workers(available_cores())[0])
@@ -95,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cooldown", type=float, help="seconds between generations per user (default 5; console 0)")
     parser.add_argument("--workers", type=int, help="generation worker threads (default: one per 4 cores)")
     parser.add_argument("--threads", type=int, help="onnxruntime intra-op threads per call (default: cores/workers)")
-    parser.add_argument("--max-batch", type=int, help="most images merged into one ONNX call (default 8)")
+    parser.add_argument("--max-batch", type=int, help="most images per ONNX call (default: 4 at <=256 px, 2 at 512)")
     parser.add_argument("--max-queue", type=int, help="most images queued or running before replying busy (default 32)")
     parser.add_argument("--default-session", action="store_true", help="use onnxruntime default session options")
     parser.add_argument("--no-prefix-commands", action="store_true", help="slash commands only (no message content)")
@@ -141,6 +142,8 @@ def settings_from(env: Mapping[str, str], args: argparse.Namespace) -> BotSettin
     for name, value in (("--workers", args.workers), ("--threads", args.threads), ("--max-batch", args.max_batch)):
         if value is not None and value < 1:
             raise ConfigError(f"{name} must be at least 1")
+    if args.max_queue is not None and args.max_queue < GRID_MAX:
+        raise ConfigError(f"--max-queue must be at least {GRID_MAX} (the largest grid)")
     return BotSettings(
         token_source=token_source,
         model_source=model_source,
@@ -151,8 +154,8 @@ def settings_from(env: Mapping[str, str], args: argparse.Namespace) -> BotSettin
         cooldown_s=cooldown
         if cooldown is not None
         else _number(env, "GENART_COOLDOWN_S", cooldown_default, low=0, high=3600),
-        max_batch=args.max_batch or int(_number(env, "GENART_MAX_BATCH", 8, low=1, high=64)),
-        max_queue=args.max_queue or int(_number(env, "GENART_MAX_QUEUE", 32, low=1, high=1024)),
+        max_batch=args.max_batch or (int(_number(env, "GENART_MAX_BATCH", 0, low=1, high=64)) or None),
+        max_queue=args.max_queue or int(_number(env, "GENART_MAX_QUEUE", 32, low=GRID_MAX, high=1024)),
         workers=workers,
         intra_op_threads=threads,
         tuned_session=not args.default_session,

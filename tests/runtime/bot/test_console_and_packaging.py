@@ -76,7 +76,9 @@ def test_full_import_graph_is_torch_free(tmp_path: Path) -> None:
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in {'torch', 'torchvision'})\n"
         "assert not bad, bad\n"
     )
-    result = subprocess.run([sys.executable, "-c", probe], check=False, cwd=app, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", probe], check=False, cwd=app, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
 
 

@@ -15,7 +15,7 @@ import numpy.typing as npt
 import pytest
 from PIL import Image
 
-from runtime.bot.batcher import MicroBatcher
+from runtime.bot.batcher import MicroBatcher, batch_limit
 from runtime.bot.commands import BUSY_TEXT, Requester, WaifuService
 from runtime.bot.errors import BusyError, ConfigError
 from runtime.bot.generator import FaceGenerator, GeneratorHolder, SessionTuning, to_uint8_images
@@ -116,6 +116,25 @@ def test_batches_split_by_psi_and_size(face_generator: FaceGenerator) -> None:
         return face_generator.runs - before
 
     assert asyncio.run(scenario()) == 3  # psi 0.5: 3 + 1 images, psi 1.0: 1 image
+
+
+def test_large_requests_are_split_into_calls_of_at_most_max_batch(face_generator: FaceGenerator) -> None:
+    latents = latents_for_seeds(list(range(5)))
+    singles = np.concatenate([face_generator.generate(latents[i : i + 1], 0.7) for i in range(5)])
+
+    async def scenario() -> tuple[npt.NDArray[np.uint8], int, int]:
+        _, batcher, executor = make_service(face_generator, max_batch=None)
+        before = face_generator.runs
+        images = await batcher.generate(latents, 0.7)
+        await batcher.close()
+        executor.shutdown()
+        return images, face_generator.runs - before, batcher.max_batch
+
+    images, runs, limit = asyncio.run(scenario())
+    assert limit == 4  # automatic limit for a generator of <= 256 px
+    assert runs == 2  # 4 + 1
+    np.testing.assert_array_equal(images, singles)
+    assert (batch_limit(256), batch_limit(512), batch_limit(1024)) == (4, 2, 1)
 
 
 class SlowGenerator:

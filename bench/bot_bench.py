@@ -1,0 +1,245 @@
+"""Benchmark the bot's CPU generation: latency per image and peak RSS, tuned vs default onnxruntime session.
+
+Each configuration runs in its own subprocess so its peak RSS (ru_maxrss) is its own. The worker imports only the
+bot runtime (no torch); the parent exports random-weight StyleGAN2 generators with the project's exporter.
+
+    python bench/bot_bench.py                 # 256 px and 512 px paper configs, batch 1/4/8, tuned vs default
+    python bench/bot_bench.py --tiny          # seconds-long proof with 16 px generators (CI / smoke)
+"""
+
+# Imports live inside functions on purpose: the measured worker must not load torch, and its peak RSS must be its own.
+# ruff: noqa: PLC0415
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+
+def cpu_model() -> str:
+    """Return the CPU model name from /proc/cpuinfo."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def export_generator(cfg: str, resolution: int, path: Path) -> Path:
+    """Export a random-weight generator at a preset (parent process only; needs torch)."""
+    if path.is_file():
+        return path
+    import torch
+
+    from runtime.pipeline.stylegan2.config import preset
+    from runtime.pipeline.stylegan2.export_onnx import export_generator as export
+    from runtime.pipeline.stylegan2.export_onnx import export_random_generator
+    from runtime.pipeline.stylegan2.networks import Generator
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    if cfg == "tiny":
+        export_random_generator(path, resolution=resolution)
+    else:
+        torch.manual_seed(0)
+        generator = Generator(preset(cfg, resolution=resolution)).eval()
+        export(generator, path, kimg=0.0)
+    print(
+        f"exported {cfg}@{resolution} -> {path} ({path.stat().st_size / 2**20:.0f} MiB, "
+        f"{time.perf_counter() - started:.0f} s)",
+        file=sys.stderr,
+    )
+    return path
+
+
+def worker(args: argparse.Namespace) -> dict[str, Any]:
+    """Run one configuration in this process and return its measurements."""
+    import numpy as np
+
+    from runtime.bot.generator import FaceGenerator, SessionTuning, available_cores
+    from runtime.bot.seeding import latents_for_seeds
+
+    started = time.perf_counter()
+    tuning = SessionTuning(tuned=args.session == "tuned", intra_op_threads=args.threads or available_cores())
+    generator = FaceGenerator(model_path=Path(args.model), tuning=tuning)
+    load_s = time.perf_counter() - started
+    latents = latents_for_seeds(list(range(args.batch)))
+    result: dict[str, Any] = {"load_s": round(load_s, 3)}
+    if args.mode == "service":
+        result.update(asyncio.run(service_run(generator, args)))
+    else:
+        generator.generate(latents, 0.7)  # warm-up: first run allocates and plans memory
+        times = []
+        for _ in range(args.iters):
+            t0 = time.perf_counter()
+            images = generator.generate(latents, 0.7)
+            times.append(time.perf_counter() - t0)
+        assert images.shape[0] == args.batch and images.dtype == np.uint8
+        result.update(
+            {
+                "s_per_call_median": round(statistics.median(times), 4),
+                "s_per_image": round(statistics.median(times) / args.batch, 4),
+                "images_per_s": round(args.batch / statistics.median(times), 3),
+            }
+        )
+    result["peak_rss_mib"] = round(peak_rss_mib(), 1)
+    return result
+
+
+def peak_rss_mib() -> float:
+    """Return this process's peak RSS: VmHWM (per address space; ru_maxrss would include the parent's pre-exec peak)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+async def service_run(generator: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """Drive the real command service: `batch` concurrent named claims per round, micro-batched, PNG-encoded."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from runtime.bot.batcher import MicroBatcher
+    from runtime.bot.commands import Requester, WaifuService
+    from runtime.bot.generator import GeneratorHolder
+    from runtime.bot.limits import Cooldown
+
+    executor = ThreadPoolExecutor(max_workers=2)
+    batcher = MicroBatcher(holder=GeneratorHolder(generator), executor=executor, max_pending=64)
+    service = WaifuService(batcher=batcher, executor=executor, cooldown=Cooldown(seconds=0))
+    await service.claim_waifu(Requester(user_id="warm"), "warm-up")
+    times = []
+    for round_index in range(args.iters):
+        t0 = time.perf_counter()
+        replies = await asyncio.gather(
+            *(service.claim_waifu(Requester(user_id=str(i)), f"name {round_index} {i}") for i in range(args.batch))
+        )
+        times.append(time.perf_counter() - t0)
+        assert all(reply.files for reply in replies)
+    await batcher.close()
+    executor.shutdown()
+    median = statistics.median(times)
+    return {
+        "s_per_round_median": round(median, 4),
+        "s_per_image": round(median / args.batch, 4),
+        "images_per_s": round(args.batch / median, 3),
+        "onnx_calls": generator.runs,
+    }
+
+
+def run_config(model: Path, *, batch: int, session: str, mode: str, iters: int, threads: int) -> dict[str, Any]:
+    """Run one configuration in a fresh subprocess and return its JSON result."""
+    command = [
+        sys.executable,
+        __file__,
+        "--worker",
+        "--model",
+        str(model),
+        "--batch",
+        str(batch),
+        "--session",
+        session,
+        "--mode",
+        mode,
+        "--iters",
+        str(iters),
+        "--threads",
+        str(threads),
+    ]
+    completed = subprocess.run(command, capture_output=True, text=True, check=False, cwd=REPO)
+    if completed.returncode != 0:
+        raise RuntimeError(f"worker failed: {' '.join(command)}\n{completed.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main() -> int:
+    """Parse flags and run the benchmark (or one worker)."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tiny", action="store_true", help="16 px generators, few iterations (proof run)")
+    parser.add_argument("--device", default="cpu", choices=["cpu"], help="the bot runs on CPU only")
+    parser.add_argument("--resolutions", default="256,512", help="generator sizes (paper256/paper512 presets)")
+    parser.add_argument("--batches", default="1,4,8", help="images per ONNX call")
+    parser.add_argument("--iters", type=int, default=3, help="timed iterations per configuration")
+    parser.add_argument("--threads", type=int, default=0, help="intra-op threads for the tuned session (0: cores)")
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/genart-bot-bench"), help="exported models cache")
+    parser.add_argument("--json", type=Path, help="also write all results to this file")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--model", help=argparse.SUPPRESS)
+    parser.add_argument("--batch", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--session", default="tuned", help=argparse.SUPPRESS)
+    parser.add_argument("--mode", default="raw", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.worker:
+        print(json.dumps(worker(args)))
+        return 0
+
+    if args.tiny:
+        models = {16: export_generator("tiny", 16, args.workdir / "tiny16.onnx")}
+        iters = min(args.iters, 3)
+    else:
+        models = {
+            res: export_generator(f"paper{res}", res, args.workdir / f"paper{res}.onnx")
+            for res in (int(r) for r in args.resolutions.split(","))
+        }
+        iters = args.iters
+    batches = [int(b) for b in args.batches.split(",")]
+    header = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+    }
+    print(json.dumps(header))
+    rows = []
+    print(
+        f"{'res':>4} {'mode':>7} {'batch':>5} {'session':>8} {'s/image':>8} {'img/s':>7} {'peak RSS MiB':>12} "
+        f"{'tuned/default':>13}"
+    )
+    for res, model in models.items():
+        for mode in ("raw", "service"):
+            for batch in batches if mode == "raw" else [batches[-1]]:
+                pair = {}
+                for session in ("default", "tuned"):
+                    result = run_config(
+                        model, batch=batch, session=session, mode=mode, iters=iters, threads=args.threads
+                    )
+                    pair[session] = result
+                    rows.append({"resolution": res, "mode": mode, "batch": batch, "session": session, **result})
+                ratio = pair["tuned"]["s_per_image"] / pair["default"]["s_per_image"]
+                for session in ("default", "tuned"):
+                    r = pair[session]
+                    shown = f"{ratio:.2f}" if session == "tuned" else ""
+                    print(
+                        f"{res:>4} {mode:>7} {batch:>5} {session:>8} {r['s_per_image']:>8.3f} "
+                        f"{r['images_per_s']:>7.2f} {r['peak_rss_mib']:>12.0f} {shown:>13}",
+                        flush=True,
+                    )
+    if args.json:
+        args.json.write_text(json.dumps({"header": header, "rows": rows}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
