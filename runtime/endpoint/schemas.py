@@ -22,6 +22,7 @@ def _json_integer(value: Any) -> Any:
 
 
 JsonInt = Annotated[int, BeforeValidator(_json_integer)]
+SeedInt = Annotated[int, Field(ge=0, le=MAX_SEED), BeforeValidator(_json_integer)]
 
 
 class GenerationRequest(BaseModel):
@@ -57,7 +58,7 @@ def build_request_model(settings: Settings) -> type[GenerationRequest]:
         "width": (JsonInt, side),
         "height": (JsonInt, side),
         "num_images": (JsonInt, Field(default=1, ge=1, le=settings.max_images)),
-        "seed": (JsonInt | None, Field(default=None, ge=0, le=MAX_SEED, description="seed of image 0")),
+        "seed": (SeedInt | None, Field(default=None, description="seed of image 0; image i uses seed + i")),
         "scheduler": (Literal[SCHEDULER_NAMES], Field(default="default")),
     }
     model: type[GenerationRequest] = create_model("InvocationRequest", __base__=GenerationRequest, **fields)
