@@ -99,8 +99,8 @@ class PipelineNotifications(Construct):
             [
                 NagPackSuppression(
                     id="AwsSolutions-IAM5",
-                    reason="Log streams are created by Lambda with generated names inside this function's own log "
-                    "group; sample grids live under one key per pipeline execution id, known only at run time.",
+                    reason="Sample grids live under one key per pipeline execution id, known only at run time; "
+                    "kms:GenerateDataKey* is CDK's SNS publish grant on the topic's own key only.",
                 )
             ],
             apply_to_children=True,
