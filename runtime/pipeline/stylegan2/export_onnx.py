@@ -62,6 +62,8 @@ def export_generator(generator: Generator, path: Path, *, kimg: float, opset: in
             output_names=[OUTPUT_IMAGES],
             dynamic_axes={INPUT_LATENTS: {0: "batch"}, OUTPUT_IMAGES: {0: "batch"}},
             opset_version=opset,
+            # Folding would store each weight twice (scaled and squared); onnxruntime folds at load instead.
+            do_constant_folding=False,
             dynamo=False,
         )
     model = onnx.load(str(path))

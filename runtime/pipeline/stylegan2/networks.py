@@ -128,10 +128,10 @@ class ModulatedConv2d(nn.Module):
         # Scaling activations instead of weights keeps one shared weight tensor (a plain conv), which
         # is faster than grouped per-sample convolutions and exports cleanly to ONNX.
         x = x * styles.to(x.dtype)[:, :, None, None]
-        x = F.conv2d(x, weight.to(x.dtype), padding=self.padding)
+        x = F.conv2d(x, weight, padding=self.padding)  # autocast (if on) casts both operands
         if self.demodulate:
             # sum_{i,k} (w[o,i,k] * s[n,i])^2 == s^2 @ (sum_k w^2)^T
-            dcoefs = (styles.float().square() @ weight.float().square().sum(dim=(2, 3)).T + 1e-8).rsqrt()
+            dcoefs = (styles.float().square() @ weight.square().sum(dim=(2, 3)).T + 1e-8).rsqrt()
             x = x * dcoefs.to(x.dtype)[:, :, None, None]
         return x
 
