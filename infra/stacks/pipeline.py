@@ -15,8 +15,9 @@ from constructs import Construct
 
 from infra.config import PipelineConfig
 from infra.stacks.pipeline_definition import (
+    CHECKPOINT_KEY_PATTERN,
     MODELS_PREFIX,
-    RUNS_PREFIX,
+    SAMPLE_GRID_KEY_PATTERN,
     PipelineResources,
     render_pipeline_definition,
 )
@@ -65,7 +66,7 @@ class PipelineStack(Stack):
             "Notifications",
             notification_email=config.notification_email,
             models_bucket=models_bucket,
-            grid_key_pattern=f"{RUNS_PREFIX}/*/samples/grid.png",
+            grid_key_pattern=SAMPLE_GRID_KEY_PATTERN,
             removal_policy=removal,
             log_retention=logs.RetentionDays.ONE_MONTH,
         )
@@ -75,7 +76,7 @@ class PipelineStack(Stack):
             models_bucket=models_bucket,
             datasets_bucket=datasets_bucket,
             models_prefix=MODELS_PREFIX,
-            checkpoint_key_pattern=f"{RUNS_PREFIX}/*/checkpoints/*",
+            checkpoint_key_pattern=CHECKPOINT_KEY_PATTERN,
             image=self.image,
             notify_function=self.notifications.function,
         )

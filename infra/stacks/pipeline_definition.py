@@ -26,6 +26,11 @@ STEP_NAMES = (STEP_PREPARE, STEP_TRAIN, STEP_EXPORT, STEP_NOTIFY)
 MODELS_PREFIX = "stylegan"
 RUNS_PREFIX = f"{MODELS_PREFIX}/runs"
 PUBLISHED_MODEL_NAME = "latest.onnx"
+SAMPLES_DIR = "samples"
+CHECKPOINTS_DIR = "checkpoints"
+# Keys the notify function presigns and the checkpoint sync may delete, for the stack's IAM policies.
+SAMPLE_GRID_KEY_PATTERN = f"{RUNS_PREFIX}/*/{SAMPLES_DIR}/grid.png"
+CHECKPOINT_KEY_PATTERN = f"{RUNS_PREFIX}/*/{CHECKPOINTS_DIR}/*"
 DEFAULT_DATASET_PREFIX = "anime-faces/"
 
 # Paths inside the step containers (SageMaker conventions; the step scripts default to them too).
@@ -75,18 +80,21 @@ def _offline_sdk_environment() -> Iterator[None]:
         "AWS_EC2_METADATA_DISABLED": "true",
     }
     saved = {key: os.environ.get(key) for key in overrides}
-    sdk_logger = logging.getLogger("sagemaker")
-    saved_level = sdk_logger.level
+    # The SDK's "sagemaker.config" logger carries its own level; both are quietened while rendering.
+    sdk_loggers = [logging.getLogger(name) for name in ("sagemaker", "sagemaker.config")]
+    saved_levels = [logger.level for logger in sdk_loggers]
     os.environ.update(overrides)
     # Its warnings here (job names popped from the definition, no wait/logs) are expected when rendering.
-    sdk_logger.setLevel(logging.ERROR)
+    for logger in sdk_loggers:
+        logger.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings():
             # "No Wait, No Logs" and "Lambda function won't be updated" are expected when only rendering.
             warnings.simplefilter("ignore", UserWarning)
             yield
     finally:
-        sdk_logger.setLevel(saved_level)
+        for logger, level in zip(sdk_loggers, saved_levels, strict=True):
+            logger.setLevel(level)
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -273,7 +281,7 @@ def _render(*, resources: PipelineResources, config: PipelineConfig, metric_defi
         # The SDK's StoppingCondition model only types plain ints; the service accepts parameter references.
         stopping_condition=StoppingCondition.model_construct(**stopping),
         # Per execution, so a Spot restart or a step retry of the same execution resumes from its checkpoints.
-        checkpoint_config=CheckpointConfig(s3_uri=run_uri("checkpoints"), local_path=CHECKPOINT_LOCAL_PATH),
+        checkpoint_config=CheckpointConfig(s3_uri=run_uri(CHECKPOINTS_DIR), local_path=CHECKPOINT_LOCAL_PATH),
         output_data_config=OutputDataConfig(s3_output_path=run_uri("training")),
         environment={"PYTHONUNBUFFERED": "1"},
         # Our image's `train` entry point turns these into `python -m stylegan2.train --<name> <value>`.
@@ -339,7 +347,7 @@ def _render(*, resources: PipelineResources, config: PipelineConfig, metric_defi
                 ProcessingOutput(
                     output_name="samples",
                     s3_output=ProcessingS3Output(
-                        s3_uri=run_uri("samples"), local_path=PROCESSING_SAMPLES, s3_upload_mode="EndOfJob"
+                        s3_uri=run_uri(SAMPLES_DIR), local_path=PROCESSING_SAMPLES, s3_upload_mode="EndOfJob"
                     ),
                 ),
                 ProcessingOutput(
