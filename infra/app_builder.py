@@ -9,6 +9,8 @@ from cdk_nag import AwsSolutionsChecks
 
 from infra.config import EnvConfig
 from infra.stacks.bot import BotStack
+from infra.stacks.diffusion import DiffusionStack
+from infra.stacks.diffusion_image_repo import DiffusionImageRepoStack, diffusion_repository_name
 from infra.stacks.pipeline import PipelineStack
 from infra.stacks.storage import StorageStack
 
@@ -20,10 +22,12 @@ class GenArtStacks:
     storage: StorageStack
     bot: BotStack
     pipeline: PipelineStack
+    diffusion_images: DiffusionImageRepoStack
+    diffusion: DiffusionStack
 
     def all(self) -> list[cdk.Stack]:
         """Every stack, in deployment order."""
-        return [self.storage, self.bot, self.pipeline]
+        return [self.storage, self.bot, self.pipeline, self.diffusion_images, self.diffusion]
 
 
 def build_app(app: cdk.App, config: EnvConfig) -> GenArtStacks:
@@ -63,7 +67,28 @@ def build_app(app: cdk.App, config: EnvConfig) -> GenArtStacks:
         description="GenArt: StyleGAN2 SageMaker pipeline, step image, notifications and failure alerts",
     )
 
-    stacks = GenArtStacks(storage=storage, bot=bot, pipeline=pipeline)
+    diffusion_images = DiffusionImageRepoStack(
+        app,
+        f"{config.prefix}-DiffusionImages",
+        repository_name=diffusion_repository_name(config.prefix),
+        env=env,
+        description="GenArt: ECR repository of the Stable Diffusion endpoint image (filled by cdk deploy)",
+    )
+    diffusion = DiffusionStack(
+        app,
+        f"{config.prefix}-Diffusion",
+        config=config.diffusion,
+        env_name=config.name,
+        image_repository_stack=diffusion_images,
+        models_bucket=storage.models_bucket,
+        outputs_bucket=storage.outputs_bucket,
+        env=env,
+        description="GenArt: Stable Diffusion SageMaker endpoint, autoscaling and alarms",
+    )
+
+    stacks = GenArtStacks(
+        storage=storage, bot=bot, pipeline=pipeline, diffusion_images=diffusion_images, diffusion=diffusion
+    )
     for stack in stacks.all():
         for key, value in tags.items():
             cdk.Tags.of(stack).add(key, value)
