@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import aws_cdk as cdk
@@ -11,6 +12,7 @@ import pytest
 from aws_cdk import aws_s3 as s3
 from aws_cdk.assertions import Template
 
+from infra.stacks.pipeline import PIPELINE_DIR
 from infra.stacks.pipeline_definition import STEP_NAMES
 from infra.stacks.pipeline_notifications import PipelineNotifications
 from tests.infra.synth import SynthesizedStack, resources_of_type, synth_env
@@ -76,10 +78,32 @@ def test_pipeline_definition_body_is_the_rendered_json_with_resolving_references
     assert notify["FunctionArn"].startswith("<")
 
 
-def test_step_image_is_a_docker_asset_built_at_deploy(stack: SynthesizedStack) -> None:
-    assets = [m for m in stack.stack.node.find_all() if isinstance(m, cdk.aws_ecr_assets.DockerImageAsset)]
-    (image,) = assets
-    assert image.image_tag and re.fullmatch(r"[0-9a-f]{64}", image.asset_hash)
+def test_step_image_is_a_docker_asset_of_the_step_code_built_at_deploy(stack: SynthesizedStack) -> None:
+    outdir = Path(cdk.Stage.of(stack.stack).outdir)  # type: ignore[union-attr]
+    manifest = json.loads((outdir / f"{stack.name}.assets.json").read_text())
+    (image,) = manifest["dockerImages"].values()
+    source = image["source"]
+    assert (source["dockerFile"], source["platform"]) == ("Dockerfile", "linux/amd64")
+    context = outdir / source["directory"]
+    files = {str(p.relative_to(context)) for p in context.rglob("*") if p.is_file()}
+    assert {"Dockerfile", "requirements.txt", "container/sagemaker_train.py", "stylegan2/train.py"} <= files
+    assert "stylegan2/metrics.py" in files and "stylegan2/generate.py" in files
+    assert "local_run.py" not in files and not any("__pycache__" in f for f in files)
+
+
+def test_dockerfile_follows_the_sagemaker_container_contract() -> None:
+    dockerfile = (PIPELINE_DIR / "Dockerfile").read_text()
+    instructions = [line.split(None, 1) for line in dockerfile.splitlines() if line and not line.startswith("#")]
+    (base,) = [args for keyword, *args in instructions if keyword == "FROM"]
+    assert re.fullmatch(r"pytorch/pytorch:\d+\.\d+\.\d+-cuda[\d.]+-cudnn\d+-runtime", base[0].strip())
+    copies = [args[0].split() for keyword, *args in instructions if keyword == "COPY"]
+    for source, _ in copies:
+        assert (PIPELINE_DIR / source).exists(), f"COPY source {source} is not in the build context"
+    assert ["stylegan2", "/opt/ml/code/stylegan2"] in copies
+    assert ["container/sagemaker_train.py", "/usr/local/bin/train"] in copies
+    assert "PYTHONPATH=/opt/ml/code" in dockerfile
+    assert "pip install --no-cache-dir -r /tmp/requirements.txt" in dockerfile
+    assert not [args for keyword, *args in instructions if keyword in ("ENTRYPOINT", "CMD")]  # SageMaker passes `train`
 
 
 def test_topic_is_kms_encrypted_and_tls_only(stack: SynthesizedStack) -> None:
