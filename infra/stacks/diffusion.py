@@ -27,8 +27,7 @@ IMAGE_EXCLUDES = ["**/__pycache__", "**/*.pyc", ".pytest_cache", ".mypy_cache", 
 
 
 class DiffusionStack(Stack):
-    """Owns the Stable Diffusion endpoint: its image (published into our own ECR repository), model, endpoint,
-    scaling and alarms. The repository itself lives in the DiffusionImageRepo stack that deploys first."""
+    """Owns the Stable Diffusion endpoint: image (pushed into the DiffusionImages repo), model, scaling, alarms."""
 
     def __init__(
         self,

@@ -22,11 +22,9 @@ COMPILE_CACHE_DIR = "/tmp/genart-compile-cache"  # noqa: S108 (a path inside the
 
 
 def endpoint_name(*, env_name: str, config: DiffusionConfig) -> str:
-    """Physical endpoint name; it carries the mode and instance type, so changing either replaces the endpoint.
-
-    SageMaker cannot change the instance type of an autoscaled variant in place, and a replacement (new endpoint
-    up before the old one goes) also makes switching between async and realtime a plain deploy.
-    """
+    """Physical endpoint name; it carries the mode and instance type, so changing either replaces the endpoint."""
+    # SageMaker cannot change the instance type of an autoscaled variant in place; a replacement (the new
+    # endpoint is up before the old one goes) also makes switching between async and realtime a plain deploy.
     instance = config.instance_type.removeprefix("ml.").replace(".", "-")
     name = f"genart-{env_name}-sd-{config.mode}-{instance}"
     if not re.fullmatch(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}", name):

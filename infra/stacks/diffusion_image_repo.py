@@ -30,14 +30,12 @@ def diffusion_repository_name(prefix: str) -> str:
 
 
 class DiffusionImageRepoStack(Stack):
-    """Owns the Diffusion ECR repository; it deploys before the Diffusion stack, whose image asset lands in it.
-
-    The repository cannot live in the Diffusion stack itself: the CLI publishes a stack's assets before that
-    stack deploys, so the repository must already exist then. It is not stateful (every image is rebuilt
-    from runtime/endpoint), so it is emptied and deleted with the stack.
-    """
+    """Owns the Diffusion ECR repository; it deploys before the Diffusion stack, whose image asset lands in it."""
 
     def __init__(self, scope: Construct, construct_id: str, *, repository_name: str, **kwargs: object) -> None:
+        # Not part of the Diffusion stack: the CLI publishes a stack's assets before deploying that stack, so
+        # the repository must exist earlier. Images are rebuilt from runtime/endpoint, so nothing here is
+        # stateful: the repository is emptied and deleted with the stack.
         super().__init__(scope, construct_id, **kwargs)  # type: ignore[arg-type]
         # A plain string (not a token): the Diffusion stack's synthesizer needs it at construction time.
         self.repository_name = repository_name
