@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -73,7 +74,7 @@ def timed(fn: Callable[[], object], *, warmup: int, repeats: int, device: torch.
     for _ in range(repeats):
         fn()
     synchronize(device)
-    return (time.perf_counter() - start) / repeats
+    return (time.perf_counter() - start) / max(repeats, 1)
 
 
 def make_dataset(folder: Path, *, resolution: int, count: int) -> Path:
@@ -84,68 +85,81 @@ def make_dataset(folder: Path, *, resolution: int, count: int) -> Path:
     return folder
 
 
-def bench_mode(name: str, args: argparse.Namespace, data: Path, workdir: Path, device: torch.device) -> dict[str, Any]:
-    """Training s/kimg and generator images/s for one mode."""
-    switches = MODES[name]
-    set_tf32(switches["tf32"] and device.type == "cuda")
-    torch.backends.cudnn.benchmark = device.type == "cuda"
-    torch._dynamo.reset()
-    options = TrainOptions(
-        data=data,
-        outdir=workdir / name / "model",
-        checkpoint_dir=workdir / name / "checkpoints",
-        resolution=args.resolution,
-        cfg=args.cfg,
-        batch=args.batch,
-        augment=True,
-        bf16=switches["bf16"],
-        channels_last=switches["channels_last"],
-        compile=switches["compile"],
-    )
-    trainer = Trainer(options)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+class ModeRunner:
+    """One mode's trainer and generator, warmed up (compiled) and ready for timed rounds."""
 
-    def train_step() -> None:
-        trainer.train_step()
-        trainer.step += 1
-        trainer.nimg += args.batch
+    def __init__(self, name: str, args: argparse.Namespace, data: Path, workdir: Path, device: torch.device) -> None:
+        self.name = name
+        self.switches = MODES[name]
+        self.args = args
+        self.device = device
+        self.activate()
+        options = TrainOptions(
+            data=data,
+            outdir=workdir / name / "model",
+            checkpoint_dir=workdir / name / "checkpoints",
+            resolution=args.resolution,
+            cfg=args.cfg,
+            batch=args.batch,
+            augment=True,
+            bf16=self.switches["bf16"],
+            channels_last=self.switches["channels_last"],
+            compile=self.switches["compile"],
+        )
+        self.trainer = Trainer(options)
+        generator = self.trainer.G_ema
+        self.synthesis: Callable[[torch.Tensor], torch.Tensor] = generator.synthesis
+        if self.switches["compile"]:
+            self.synthesis = torch.compile(generator.synthesis)
+        self.latents = torch.randn(args.gen_batch, generator.z_dim, device=device)
+        started = time.perf_counter()
+        # Warm-up covers an R1 step (step 0) and plain steps, so every compiled graph exists before timing.
+        timed(self.train_step, warmup=args.warmup, repeats=0, device=device)
+        timed(self.generate, warmup=3, repeats=0, device=device)
+        self.warmup_s = time.perf_counter() - started
+        self.train_s: list[float] = []
+        self.gen_s: list[float] = []
 
-    # Warm-up covers an R1 step (step 0) and plain steps, so every compiled graph exists before timing.
-    compile_start = time.perf_counter()
-    sec_per_step = timed(train_step, warmup=args.warmup, repeats=args.steps, device=device)
-    train_total = time.perf_counter() - compile_start
+    def activate(self) -> None:
+        """Process-wide switches of this mode (TF32 is global in PyTorch)."""
+        set_tf32(self.switches["tf32"] and self.device.type == "cuda")
 
-    generator = trainer.G_ema
-    synthesis: Callable[[torch.Tensor], torch.Tensor] = generator.synthesis
-    if switches["compile"]:
-        synthesis = torch.compile(generator.synthesis)
-    latents = torch.randn(args.gen_batch, generator.z_dim, device=device)
+    def train_step(self) -> None:
+        """One G + D step, counted like the training loop counts it."""
+        self.trainer.train_step()
+        self.trainer.step += 1
+        self.trainer.nimg += self.args.batch
 
     @torch.no_grad()
-    def generate() -> None:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=switches["bf16"] and device.type == "cuda"):
-            synthesis(generator.truncate(generator.styles(latents), 0.7))
+    def generate(self) -> None:
+        """One batch from the EMA generator at truncation 0.7."""
+        generator = self.trainer.G_ema
+        bf16 = self.switches["bf16"] and self.device.type == "cuda"
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
+            self.synthesis(generator.truncate(generator.styles(self.latents), 0.7))
 
-    sec_per_batch = timed(generate, warmup=3, repeats=args.gen_repeats, device=device)
-    result = {
-        "mode": name,
-        **switches,
-        "bf16_effective": trainer.use_bf16,
-        "tf32_effective": switches["tf32"] and device.type == "cuda",
-        "sec_per_kimg": sec_per_step / args.batch * 1000,
-        "train_images_per_s": args.batch / sec_per_step,
-        "gen_images_per_s": args.gen_batch / sec_per_batch,
-        "warmup_plus_timed_s": train_total,
-    }
-    if device.type == "cuda":
-        result["peak_mem_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
-    print(
-        f"{name:>11}: {result['sec_per_kimg']:.2f} s/kimg train ({result['train_images_per_s']:.1f} img/s), "
-        f"generator {result['gen_images_per_s']:.1f} img/s",
-        flush=True,
-    )
-    return result
+    def run_round(self) -> None:
+        """Time one round: r1_interval training steps (so exactly one R1 step) and a few generator batches."""
+        self.activate()
+        steps = self.trainer.opts.r1_interval
+        self.train_s.append(timed(self.train_step, warmup=0, repeats=steps, device=self.device))
+        self.gen_s.append(timed(self.generate, warmup=0, repeats=self.args.gen_repeats, device=self.device))
+
+    def result(self) -> dict[str, Any]:
+        """Medians over rounds."""
+        sec_per_step = statistics.median(self.train_s)
+        sec_per_batch = statistics.median(self.gen_s)
+        return {
+            "mode": self.name,
+            **self.switches,
+            "bf16_effective": self.trainer.use_bf16,
+            "tf32_effective": self.switches["tf32"] and self.device.type == "cuda",
+            "sec_per_kimg": sec_per_step / self.args.batch * 1000,
+            "train_images_per_s": self.args.batch / sec_per_step,
+            "gen_images_per_s": self.args.gen_batch / sec_per_batch,
+            "sec_per_kimg_rounds": [t / self.args.batch * 1000 for t in self.train_s],
+            "warmup_s": self.warmup_s,
+        }
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -156,16 +170,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cfg", default="paper256")
     parser.add_argument("--resolution", type=int, default=256)
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=40, help="timed training steps per mode")
+    parser.add_argument("--rounds", type=int, default=5, help="timed rounds per mode (16 steps each), alternating")
     parser.add_argument("--warmup", type=int, default=20, help="untimed steps first (compilation, R1 step)")
     parser.add_argument("--gen-batch", type=int, default=32)
-    parser.add_argument("--gen-repeats", type=int, default=20)
+    parser.add_argument("--gen-repeats", type=int, default=10, help="generator batches per round")
     parser.add_argument("--modes", default=",".join(MODES), help=f"comma list from {sorted(MODES)}")
     parser.add_argument("--json-out", type=Path, default=None)
     args = parser.parse_args(argv)
     if args.tiny:
         args.cfg, args.resolution, args.batch, args.gen_batch = "tiny", 16, 8, 16
-        args.steps, args.warmup, args.gen_repeats = min(args.steps, 20), min(args.warmup, 3), min(args.gen_repeats, 10)
+        args.warmup = min(args.warmup, 3)
     return args
 
 
@@ -177,12 +191,25 @@ def main(argv: list[str] | None = None) -> int:
         torch.cuda.set_device(device)
     os.environ.setdefault("LOCAL_RANK", "0")
     print(f"hardware: {hardware(device)}", flush=True)
-    print(f"config: {args.cfg} @ {args.resolution}px, batch {args.batch}, {args.steps} timed steps", flush=True)
-    results = []
+    print(f"config: {args.cfg} @ {args.resolution}px, batch {args.batch}, {args.rounds} rounds x 16 steps", flush=True)
+    torch.backends.cudnn.benchmark = device.type == "cuda"
     with tempfile.TemporaryDirectory() as tmp:
         data = make_dataset(Path(tmp) / "data", resolution=args.resolution, count=max(256, args.batch * 4))
+        runners = []
         for name in args.modes.split(","):
-            results.append(bench_mode(name, args, data, Path(tmp), device))
+            runners.append(ModeRunner(name, args, data, Path(tmp), device))
+            print(f"{name}: warm-up (incl. compilation) {runners[-1].warmup_s:.1f} s", flush=True)
+        # Alternating rounds and medians keep drifting background load from favouring one mode.
+        for _ in range(args.rounds):
+            for runner in runners:
+                runner.run_round()
+        results = [runner.result() for runner in runners]
+    for r in results:
+        print(
+            f"{r['mode']:>11}: {r['sec_per_kimg']:.2f} s/kimg train ({r['train_images_per_s']:.1f} img/s), "
+            f"generator {r['gen_images_per_s']:.1f} img/s",
+            flush=True,
+        )
     summary: dict[str, Any] = {
         "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
@@ -193,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
         "batch": args.batch,
         "results": results,
     }
+    if device.type == "cuda":
+        summary["peak_mem_gib_all_modes"] = torch.cuda.max_memory_allocated(device) / 2**30
     by_mode = {r["mode"]: r for r in results}
     if {"fp32-eager", "optimized"} <= by_mode.keys():
         summary["train_speedup"] = by_mode["fp32-eager"]["sec_per_kimg"] / by_mode["optimized"]["sec_per_kimg"]

@@ -123,11 +123,12 @@ class ModulatedConv2d(nn.Module):
         """Modulate by the style from w [N, w_dim], convolve with shared weights, demodulate per output channel."""
         styles = self.affine(w)
         weight = self.weight * self.weight_gain
+        # Scaling activations instead of weights keeps one shared weight tensor (a plain conv), which
+        # is faster than grouped per-sample convolutions and exports cleanly to ONNX. Scaling commutes
+        # with the (linear) upsampling, so it happens first, at the lower resolution.
+        x = x * styles.to(x.dtype)[:, :, None, None]
         if self.upsample:
             x = upsample2x(x)
-        # Scaling activations instead of weights keeps one shared weight tensor (a plain conv), which
-        # is faster than grouped per-sample convolutions and exports cleanly to ONNX.
-        x = x * styles.to(x.dtype)[:, :, None, None]
         x = F.conv2d(x, weight, padding=self.padding)  # autocast (if on) casts both operands
         if self.demodulate:
             # sum_{i,k} (w[o,i,k] * s[n,i])^2 == s^2 @ (sum_k w^2)^T
