@@ -1,0 +1,113 @@
+"""Settings parsing, the container definition, and (on a GPU) the compiled fast path."""
+
+from __future__ import annotations
+
+import re
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+import torch
+from fastapi.testclient import TestClient
+
+from runtime.endpoint.app import create_app
+from runtime.endpoint.settings import Settings, SettingsError
+
+from .conftest import BASE_REQUEST, make_settings, tiny_factory, wait_healthy
+
+ENDPOINT_DIR = Path(__file__).resolve().parents[3] / "runtime" / "endpoint"
+
+
+def test_defaults_match_the_documented_contract() -> None:
+    settings = Settings.from_env({})
+    assert settings.model_dir == Path("/opt/ml/model")
+    assert settings.port == 8080
+    assert (settings.max_side, settings.max_images, settings.max_steps) == (768, 4, 100)
+    assert (settings.max_batch, settings.batch_window_ms) == (8, 20)
+    assert settings.outputs_prefix == "diffusion/"
+    assert settings.compile is False
+    assert settings.dtype == "fp16"
+
+
+def test_environment_overrides_and_normalisation() -> None:
+    settings = Settings.from_env(
+        {
+            "SM_MODEL_DIR": "/models/sd",
+            "SAGEMAKER_BIND_TO_PORT": "9090",
+            "GENART_OUTPUTS_BUCKET": "out",
+            "GENART_OUTPUTS_PREFIX": "images",
+            "GENART_COMPILE": "1",
+            "GENART_DTYPE": "BF16",
+            "GENART_MAX_BATCH": "4",
+            "GENART_WARMUP_BATCHES": "8,1,2,4",
+        }
+    )
+    assert settings.model_dir == Path("/models/sd")
+    assert settings.port == 9090
+    assert settings.outputs_prefix == "images/"
+    assert settings.compile is True
+    assert settings.dtype == "bf16"
+    assert settings.warmup_batches == (1, 2, 4)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("GENART_DTYPE", "int8"),
+        ("GENART_MAX_SIDE", "770"),
+        ("GENART_MAX_SIDE", "big"),
+        ("GENART_MAX_BATCH", "0"),
+        ("GENART_COMPILE", "maybe"),
+        ("GENART_WARMUP_SIZES", "512,x"),
+    ],
+)
+def test_bad_environment_values_fail_at_start(name: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=name):
+        Settings.from_env({name: value})
+
+
+def test_requirements_are_pinned_and_match_the_tested_versions() -> None:
+    pins = {}
+    for raw in (ENDPOINT_DIR / "requirements.txt").read_text().splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if line:
+            name, _, version = line.partition("==")
+            assert version, f"unpinned requirement {line!r}"
+            pins[name.lower()] = version
+    for package in ("diffusers", "transformers", "fastapi", "pydantic", "uvicorn", "boto3", "safetensors"):
+        assert pins[package] == metadata.version(package), package
+    assert pins["torch"] == torch.__version__.split("+")[0]
+
+
+def test_dockerfile_runs_serve_as_non_root_on_8080() -> None:
+    dockerfile = (ENDPOINT_DIR / "Dockerfile").read_text()
+    base = re.search(r"^FROM (\S+)", dockerfile, re.MULTILINE)
+    assert base is not None
+    assert ":" in base.group(1) and not base.group(1).endswith(":latest")
+    assert re.search(r"^USER (?!root)\w+", dockerfile, re.MULTILINE)
+    assert re.search(r"^EXPOSE 8080$", dockerfile, re.MULTILINE)
+    assert "runtime.endpoint.serve" in dockerfile
+    assert "pip install -r /tmp/requirements.txt" in dockerfile
+    assert "HF_HUB_OFFLINE=1" in dockerfile
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_fp16_compiled_server_warms_batches_and_serves(tmp_path: Path) -> None:
+    settings = make_settings(
+        GENART_DEVICE="cuda",
+        GENART_DTYPE="fp16",
+        GENART_COMPILE="1",
+        GENART_COMPILE_MODE="reduce-overhead",
+        GENART_COMPILE_CACHE_DIR=str(tmp_path),
+        GENART_WARMUP_BATCHES="1,2,4",
+    )
+    app = create_app(settings=settings, factory=tiny_factory, devices=["cuda:0"])
+    with TestClient(app) as client:
+        wait_healthy(client, timeout=600)
+        worker = client.app.state.server.workers[0]  # type: ignore[attr-defined]
+        assert worker.warmed_batches == (1, 2, 4)
+        assert worker.padded_size(3) == 4
+        body = client.post("/invocations", json={**BASE_REQUEST, "num_images": 3, "seed": 1}).json()
+        assert [image["seed"] for image in body["images"]] == [1, 2, 3]
+    assert (tmp_path / "mega_cache.bin").is_file()
