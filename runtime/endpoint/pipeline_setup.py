@@ -59,8 +59,10 @@ def optimize_pipeline(pipe: Pipeline, settings: Settings, *, device: str) -> Pip
     pipe.unet.set_attn_processor(AttnProcessor2_0())
     pipe.vae.set_attn_processor(AttnProcessor2_0())
     on_gpu = device.startswith("cuda")
-    if settings.fuse_qkv and on_gpu:
-        pipe.fuse_qkv_projections()
+    if settings.fuse_qkv:
+        # One matmul for q, k and v instead of three (self-attention only; diffusers leaves cross-attention alone).
+        pipe.unet.fuse_qkv_projections()
+        pipe.vae.fuse_qkv_projections()
     if settings.channels_last:
         pipe.unet.to(memory_format=torch.channels_last)
         pipe.vae.to(memory_format=torch.channels_last)

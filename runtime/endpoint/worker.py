@@ -118,9 +118,11 @@ class DiffusionWorker:
         """Run every batch size and side we intend to serve once, so compilation and autotuning happen now."""
         settings = self._settings
         batches = settings.warmup_batches if settings.compile else settings.warmup_batches[:1]
+        # Compiled graphs (CUDA graphs in reduce-overhead mode) are recorded on a later call than the first.
+        passes = 2 if settings.compile else 1
         for size in settings.warmup_sizes:
             side = min(size, settings.max_side)
-            for batch in batches:
+            for batch in [b for b in batches for _ in range(passes)]:
                 key = BatchKey(settings.warmup_steps, side, side, 7.5, "default")
                 started = time.perf_counter()
                 self.generate(key, [ImageSpec(prompt="warm-up", negative_prompt="", seed=i) for i in range(batch)])
