@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DTYPES = ("fp16", "bf16", "fp32")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 # The container's only writable scratch space on SageMaker; the cache is a rebuildable artefact, not a secret.
 DEFAULT_COMPILE_CACHE_DIR = "/tmp/genart-compile-cache"  # noqa: S108
 
@@ -71,7 +72,7 @@ class Settings:
     batch_window_ms: int = 20
     max_queue: int = 32
     compile: bool = False
-    compile_mode: str = "max-autotune-no-cudagraphs"
+    compile_mode: str = "reduce-overhead"
     compile_cache_dir: Path = Path(DEFAULT_COMPILE_CACHE_DIR)
     channels_last: bool = True
     fuse_qkv: bool = True
@@ -107,7 +108,7 @@ class Settings:
             batch_window_ms=_int(env, "GENART_BATCH_WINDOW_MS", 20),
             max_queue=_int(env, "GENART_MAX_QUEUE", 32, minimum=1),
             compile=_bool(env, "GENART_COMPILE", False),
-            compile_mode=env.get("GENART_COMPILE_MODE", "").strip() or "max-autotune-no-cudagraphs",
+            compile_mode=env.get("GENART_COMPILE_MODE", "").strip() or "reduce-overhead",
             compile_cache_dir=Path(env.get("GENART_COMPILE_CACHE_DIR", "").strip() or DEFAULT_COMPILE_CACHE_DIR),
             channels_last=_bool(env, "GENART_CHANNELS_LAST", True),
             fuse_qkv=_bool(env, "GENART_FUSE_QKV", True),
@@ -118,6 +119,8 @@ class Settings:
             safety_checker=_bool(env, "GENART_SAFETY_CHECKER", True),
             log_level=env.get("GENART_LOG_LEVEL", "INFO").strip().upper() or "INFO",
         )
+        if settings.compile_mode not in COMPILE_MODES:
+            raise SettingsError(f"GENART_COMPILE_MODE must be one of {COMPILE_MODES}, got {settings.compile_mode!r}")
         if settings.max_side % 8:
             raise SettingsError(f"GENART_MAX_SIDE must be a multiple of 8, got {settings.max_side}")
         return settings

@@ -26,6 +26,7 @@ def test_defaults_match_the_documented_contract() -> None:
     assert (settings.max_batch, settings.batch_window_ms) == (8, 20)
     assert settings.outputs_prefix == "diffusion/"
     assert settings.compile is False
+    assert settings.compile_mode == "reduce-overhead"
     assert settings.dtype == "fp16"
 
 
@@ -58,6 +59,7 @@ def test_environment_overrides_and_normalisation() -> None:
         ("GENART_MAX_SIDE", "big"),
         ("GENART_MAX_BATCH", "0"),
         ("GENART_COMPILE", "maybe"),
+        ("GENART_COMPILE_MODE", "turbo"),
         ("GENART_WARMUP_SIZES", "512,x"),
     ],
 )
