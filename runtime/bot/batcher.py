@@ -31,10 +31,14 @@ class _Job:
 
 
 def batch_limit(resolution: int) -> int:
-    """Return the most images per ONNX call that keep peak RSS modest (~90 MB of activations per 256 px image)."""
-    if resolution <= 0 or resolution <= 256:
-        return 4
-    if resolution <= 512:
+    """Return the most images per ONNX call that keep peak RSS modest (~90 MB of activations per 256 px image).
+
+    On CPU a bigger batch barely lowers the compute per image at these sizes (docs/bench-bot.md), so the
+    limit is set by memory: it keeps a 256 px bot well under 1 GB on a 2 GB instance.
+    """
+    if resolution <= 128:
+        return 8
+    if resolution <= 256:
         return 2
     return 1
 
@@ -154,12 +158,27 @@ class MicroBatcher:
                 except TimeoutError:
                     break
             await self._slots.acquire()
+            self._drop_cancelled()
+            if not self._queue:
+                self._slots.release()
+                continue
             batch = self._take_batch()
             task = loop.create_task(self._execute(batch))
             self._running.add(task)
             task.add_done_callback(self._running.discard)
         if self._running:
             await asyncio.wait(set(self._running))
+
+    def _drop_cancelled(self) -> None:
+        """Forget queued jobs whose caller went away (e.g. the interaction was cancelled)."""
+        live = deque[_Job]()
+        for job in self._queue:
+            if job.future.cancelled():
+                self._queued_images -= job.size
+                self._pending_images -= job.size
+            else:
+                live.append(job)
+        self._queue = live
 
     def _take_batch(self) -> list[_Job]:
         """Take the oldest job and every later job with the same psi while the batch has room."""

@@ -52,3 +52,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         return EXIT_CONFIG
     except KeyboardInterrupt:
         return 0
+    except Exception:  # logged through the redacting handler instead of a raw traceback on stderr
+        LOG.exception("unexpected error")
+        print("genart-bot: error: unexpected failure (see the log line above)", file=sys.stderr)
+        return 1

@@ -8,6 +8,7 @@ import io
 import logging
 import signal
 
+import aiohttp
 import discord
 from discord import app_commands
 from discord.ext import commands
@@ -145,8 +146,12 @@ class GenArtBot(commands.Bot):
         """Register commands, sync them, start the Spot watcher and signal handlers."""
         await self.add_cog(WaifuCog(bot=self, engine=self.engine, in_flight=self.in_flight))
         if self.engine.settings.sync_commands:
-            synced = await self.tree.sync()
-            LOG.info("slash commands synced", extra={"fields": {"count": len(synced)}})
+            try:
+                synced = await self.tree.sync()
+            except discord.HTTPException as exc:  # prefix commands and previously synced slash commands still work
+                LOG.warning("slash command sync failed", extra={"fields": {"status": exc.status, "error": exc.text}})
+            else:
+                LOG.info("slash commands synced", extra={"fields": {"count": len(synced)}})
         watcher = SpotWatcher(
             client=ImdsClient(base_url=self.engine.settings.imds_url),
             on_notice=self.on_spot_notice,
@@ -206,6 +211,8 @@ async def run_discord(engine: Engine, *, token: str) -> int:
             "Discord refused the Message Content intent: enable it for the bot in the Developer Portal, "
             "or set GENART_PREFIX_COMMANDS=0 for slash commands only"
         ) from exc
+    except (aiohttp.ClientError, OSError) as exc:
+        raise ConfigError(f"cannot reach Discord ({type(exc).__name__}: {exc}); check outbound HTTPS") from exc
     finally:
         if not engine.batcher.closing:
             await engine.close()

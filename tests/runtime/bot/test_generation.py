@@ -123,7 +123,7 @@ def test_large_requests_are_split_into_calls_of_at_most_max_batch(face_generator
     singles = np.concatenate([face_generator.generate(latents[i : i + 1], 0.7) for i in range(5)])
 
     async def scenario() -> tuple[npt.NDArray[np.uint8], int, int]:
-        _, batcher, executor = make_service(face_generator, max_batch=None)
+        _, batcher, executor = make_service(face_generator, max_batch=2)
         before = face_generator.runs
         images = await batcher.generate(latents, 0.7)
         await batcher.close()
@@ -131,10 +131,10 @@ def test_large_requests_are_split_into_calls_of_at_most_max_batch(face_generator
         return images, face_generator.runs - before, batcher.max_batch
 
     images, runs, limit = asyncio.run(scenario())
-    assert limit == 4  # automatic limit for a generator of <= 256 px
-    assert runs == 2  # 4 + 1
+    assert limit == 2
+    assert runs == 3  # 2 + 2 + 1
     np.testing.assert_array_equal(images, singles)
-    assert (batch_limit(256), batch_limit(512), batch_limit(1024)) == (4, 2, 1)
+    assert (batch_limit(16), batch_limit(256), batch_limit(512), batch_limit(1024)) == (8, 2, 1, 1)
 
 
 class SlowGenerator:
@@ -172,6 +172,26 @@ def test_full_queue_answers_busy_without_crashing() -> None:
     assert busy == BUSY_TEXT
     assert first == "**n0**" and second == "**n1**"
     assert after == "**late**" and files == "1"
+
+
+def test_cancelled_requests_are_not_generated() -> None:
+    slow = SlowGenerator(seconds=0.2)
+
+    async def scenario() -> tuple[int, int, int]:
+        _, batcher, executor = make_service(slow, window_s=0.0, max_batch=1, workers=1)
+        running = asyncio.create_task(batcher.generate(latents_for_seeds([1]), 0.7))
+        await asyncio.sleep(0.05)
+        abandoned = asyncio.create_task(batcher.generate(latents_for_seeds([2]), 0.7))
+        kept = asyncio.create_task(batcher.generate(latents_for_seeds([3]), 0.7))
+        await asyncio.sleep(0.01)
+        abandoned.cancel()
+        await asyncio.gather(running, kept)
+        pending = batcher.pending_images
+        await batcher.close()
+        executor.shutdown()
+        return slow.calls, pending, int(abandoned.cancelled())
+
+    assert asyncio.run(scenario()) == (2, 0, 1)
 
 
 def test_cooldown_per_user() -> None:
