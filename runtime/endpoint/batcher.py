@@ -58,7 +58,10 @@ class BatchMetrics:
 
 
 class Batcher:
-    """Queue of jobs served by one loop per worker; each loop takes the oldest job plus compatible followers."""
+    """Queue of jobs served by one loop per worker; each loop takes the oldest job plus compatible followers.
+
+    Requests that arrive while a batch runs wait in the queue and leave together in the next pipeline call.
+    """
 
     def __init__(self, *, workers: Sequence[DiffusionWorker], max_batch: int, window_ms: int, max_queue: int) -> None:
         """Create the batcher; call start() inside the running event loop."""
@@ -69,6 +72,7 @@ class Batcher:
         self._pending: deque[Job] = deque()
         self._wakeup: asyncio.Event | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._busy_workers = 0
         self.metrics = BatchMetrics()
 
     @property
@@ -127,8 +131,10 @@ class Batcher:
                 self._wakeup.clear()
                 await self._wakeup.wait()
             head = self._pending[0]
-            if self._window > 0 and self._compatible_images(head.key) < self._max_batch:
-                # Give concurrent callers a moment to join this batch.
+            # A lone request on an idle server goes at once; when others are in flight, more are likely to
+            # arrive, so the oldest waits up to the window for compatible companions.
+            busy = self._busy_workers > 0 or len(self._pending) > 1
+            if busy and self._window > 0 and self._compatible_images(head.key) < self._max_batch:
                 waited_until = head.enqueued + self._window
                 delay = waited_until - time.perf_counter()
                 if delay > 0:
@@ -150,6 +156,7 @@ class Batcher:
         log.info(
             "batch on %s: %d requests, %d images, %s ids=%s", worker.device, len(batch), len(specs), batch[0].key, ids
         )
+        self._busy_workers += 1
         try:
             images = await worker.run(batch[0].key, specs)
         except Exception as exc:
@@ -159,6 +166,8 @@ class Batcher:
                 if not job.future.done():
                     job.future.set_exception(exc)
             return
+        finally:
+            self._busy_workers -= 1
         inference_ms = (time.perf_counter() - started) * 1000.0
         offset = 0
         for job in batch:

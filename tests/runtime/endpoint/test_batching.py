@@ -38,8 +38,22 @@ async def _run_with_client(app: FastAPI, scenario: Any) -> Any:
             return await scenario(client)
 
 
+def _gate_worker(app: FastAPI) -> threading.Event:
+    """Make the worker wait on an event before each pipeline call, so requests pile up behind a running batch."""
+    gate = threading.Event()
+    worker = app.state.server.workers[0]
+    original = worker.generate
+
+    def gated(*args: Any) -> Any:
+        gate.wait(10)
+        return original(*args)
+
+    worker.generate = gated
+    return gate
+
+
 def test_concurrent_requests_run_as_one_batch_and_each_caller_gets_its_own_images() -> None:
-    app = create_app(settings=make_settings(GENART_BATCH_WINDOW_MS="400"), factory=tiny_factory, devices=["cpu"])
+    app = create_app(settings=make_settings(GENART_BATCH_WINDOW_MS="50"), factory=tiny_factory, devices=["cpu"])
     requests = [
         {**BASE_REQUEST, "prompt": "a red cat", "seed": 10, "num_images": 2},
         {**BASE_REQUEST, "prompt": "a blue dog", "seed": 20},
@@ -47,13 +61,23 @@ def test_concurrent_requests_run_as_one_batch_and_each_caller_gets_its_own_image
     ]
 
     async def scenario(client: httpx.AsyncClient) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
-        batched = await asyncio.gather(*(client.post("/invocations", json=r) for r in requests))
+        batcher = app.state.server.batcher
+        gate = _gate_worker(app)
+        busy = asyncio.create_task(client.post("/invocations", json={**BASE_REQUEST, "seed": 1}))
+        while batcher.metrics.batches == 0:  # the first request occupies the worker
+            await asyncio.sleep(0.01)
+        concurrent = [asyncio.create_task(client.post("/invocations", json=r)) for r in requests]
+        while batcher.queued < len(requests):
+            await asyncio.sleep(0.01)
+        gate.set()
+        assert (await busy).json()["batch_size"] == 1
+        batched = [(await task).json() for task in concurrent]
         metrics = (await client.get("/metrics")).json()
         solo = [(await client.post("/invocations", json=r)).json() for r in requests]
-        return [r.json() for r in batched], solo, metrics
+        return batched, solo, metrics
 
     batched, solo, metrics = asyncio.run(_run_with_client(app, scenario))
-    assert metrics["multi_request_batches"] >= 1
+    assert metrics["multi_request_batches"] == 1
     assert metrics["max_batch_requests"] == 3
     assert metrics["max_batch_images"] == 4
     assert [b["batch_size"] for b in batched] == [4, 4, 4]
@@ -67,30 +91,44 @@ def test_concurrent_requests_run_as_one_batch_and_each_caller_gets_its_own_image
     assert np.abs(_pixels(batched[0]["images"][0]) - _pixels(batched[1]["images"][0])).mean() > 2.0
 
 
+def test_lone_request_on_idle_server_skips_the_batch_window() -> None:
+    app = create_app(settings=make_settings(GENART_BATCH_WINDOW_MS="5000"), factory=tiny_factory, devices=["cpu"])
+
+    async def scenario(client: httpx.AsyncClient) -> dict[str, Any]:
+        response: dict[str, Any] = (await client.post("/invocations", json=BASE_REQUEST)).json()
+        return response
+
+    response = asyncio.run(_run_with_client(app, scenario))
+    assert response["queue_ms"] < 1000
+
+
 def test_incompatible_requests_are_not_batched_together() -> None:
-    app = create_app(settings=make_settings(GENART_BATCH_WINDOW_MS="300"), factory=tiny_factory, devices=["cpu"])
+    app = create_app(settings=make_settings(GENART_BATCH_WINDOW_MS="50"), factory=tiny_factory, devices=["cpu"])
     requests = [{**BASE_REQUEST, "seed": 1}, {**BASE_REQUEST, "seed": 2, "num_inference_steps": 1}]
 
     async def scenario(client: httpx.AsyncClient) -> list[dict[str, Any]]:
-        return [r.json() for r in await asyncio.gather(*(client.post("/invocations", json=r) for r in requests))]
+        batcher = app.state.server.batcher
+        gate = _gate_worker(app)
+        busy = asyncio.create_task(client.post("/invocations", json={**BASE_REQUEST, "seed": 0}))
+        while batcher.metrics.batches == 0:
+            await asyncio.sleep(0.01)
+        tasks = [asyncio.create_task(client.post("/invocations", json=r)) for r in requests]
+        while batcher.queued < len(requests):
+            await asyncio.sleep(0.01)
+        gate.set()
+        await busy
+        return [(await task).json() for task in tasks]
 
     responses = asyncio.run(_run_with_client(app, scenario))
     assert [r["batch_size"] for r in responses] == [1, 1]
+    assert app.state.server.batcher.metrics.multi_request_batches == 0
 
 
 def test_full_queue_answers_429_busy() -> None:
     app = create_app(settings=make_settings(GENART_MAX_QUEUE="1"), factory=tiny_factory, devices=["cpu"])
-    gate = threading.Event()
 
     async def scenario(client: httpx.AsyncClient) -> tuple[int, int, dict[str, Any], int]:
-        worker = app.state.server.workers[0]
-        original = worker.generate
-
-        def gated(*args: Any) -> Any:
-            gate.wait(10)
-            return original(*args)
-
-        worker.generate = gated
+        gate = _gate_worker(app)
         first = asyncio.create_task(client.post("/invocations", json={**BASE_REQUEST, "seed": 1}))
         while app.state.server.batcher.metrics.batches == 0:  # first request is on the worker
             await asyncio.sleep(0.01)
