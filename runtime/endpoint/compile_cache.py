@@ -15,10 +15,11 @@ MODEL_CACHE_SUBDIR = "compile_cache"
 def configure_cache_env(cache_dir: Path) -> None:
     """Point Inductor's on-disk caches at cache_dir; call before torch compiles anything."""
     cache_dir.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir / "inductor"))
-    os.environ.setdefault("TORCHINDUCTOR_FX_GRAPH_CACHE", "1")
-    os.environ.setdefault("TORCHINDUCTOR_AUTOGRAD_CACHE", "1")
-    os.environ.setdefault("TRITON_CACHE_DIR", str(cache_dir / "triton"))
+    # Assigned, not defaulted: importing torch in a parent process exports its own default cache dir.
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache_dir / "inductor")
+    os.environ["TORCHINDUCTOR_FX_GRAPH_CACHE"] = "1"
+    os.environ["TORCHINDUCTOR_AUTOGRAD_CACHE"] = "1"
+    os.environ["TRITON_CACHE_DIR"] = str(cache_dir / "triton")
     try:
         import torch._inductor.config as inductor_config  # noqa: PLC0415
 

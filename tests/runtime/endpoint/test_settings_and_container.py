@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from importlib import metadata
 from pathlib import Path
@@ -113,3 +114,16 @@ def test_gpu_fp16_compiled_server_warms_batches_and_serves(tmp_path: Path) -> No
         body = client.post("/invocations", json={**BASE_REQUEST, "num_images": 3, "seed": 1}).json()
         assert [image["seed"] for image in body["images"]] == [1, 2, 3]
     assert (tmp_path / "mega_cache.bin").is_file()
+
+
+def test_compile_cache_env_points_inductor_and_triton_at_the_configured_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runtime.endpoint.compile_cache import configure_cache_env
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "/tmp/torchinductor_someone")  # inherited from a parent process
+    monkeypatch.delenv("TRITON_CACHE_DIR", raising=False)
+    configure_cache_env(tmp_path / "cache")
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "cache" / "inductor")
+    assert os.environ["TRITON_CACHE_DIR"] == str(tmp_path / "cache" / "triton")
+    assert os.environ["TORCHINDUCTOR_FX_GRAPH_CACHE"] == "1"
