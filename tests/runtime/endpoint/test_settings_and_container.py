@@ -122,7 +122,8 @@ def test_compile_cache_env_points_inductor_and_triton_at_the_configured_dir(
     from runtime.endpoint.compile_cache import configure_cache_env
 
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "/tmp/torchinductor_someone")  # inherited from a parent process
-    monkeypatch.delenv("TRITON_CACHE_DIR", raising=False)
+    for name in ("TRITON_CACHE_DIR", "TORCHINDUCTOR_FX_GRAPH_CACHE", "TORCHINDUCTOR_AUTOGRAD_CACHE"):
+        monkeypatch.setenv(name, "unset-by-test")  # so monkeypatch restores the original state afterwards
     configure_cache_env(tmp_path / "cache")
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "cache" / "inductor")
     assert os.environ["TRITON_CACHE_DIR"] == str(tmp_path / "cache" / "triton")
