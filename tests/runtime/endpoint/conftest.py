@@ -16,10 +16,6 @@ from runtime.endpoint.app import create_app
 from runtime.endpoint.settings import Settings
 from runtime.endpoint.tiny_pipeline import build_random_pipeline, save_random_pipeline
 
-# One intra-op thread: the tiny model gains nothing from more, and on a shared 2-core CI box extra OpenMP threads
-# spin against other processes and make each call 10x slower.
-torch.set_num_threads(1)
-
 TEST_ENV = {
     "GENART_DEVICE": "cpu",
     "GENART_MAX_SIDE": "96",
@@ -53,6 +49,19 @@ def wait_healthy(client: TestClient, timeout: float = 30.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("server never became healthy")
         time.sleep(0.02)
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread() -> Iterator[None]:
+    """One intra-op thread for these tests, restored afterwards (the setting is process-wide).
+
+    The tiny model gains nothing from more, and on a shared 2-core CI box extra OpenMP threads spin against
+    other processes and make each call about 10x slower.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="session")
