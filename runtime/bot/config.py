@@ -44,6 +44,7 @@ class BotSettings:
     workers: int = field(default_factory=lambda: plan_workers(available_cores())[0])
     intra_op_threads: int = field(default_factory=lambda: plan_workers(available_cores())[1])
     tuned_session: bool = True
+    cpu_arena: bool = False
     prefix: str = "$"
     prefix_commands: bool = True
     sync_commands: bool = True
@@ -159,6 +160,7 @@ def settings_from(env: Mapping[str, str], args: argparse.Namespace) -> BotSettin
         workers=workers,
         intra_op_threads=threads,
         tuned_session=not args.default_session,
+        cpu_arena=_flag(env, "GENART_CPU_ARENA", False),
         prefix_commands=not args.no_prefix_commands and _flag(env, "GENART_PREFIX_COMMANDS", True),
         sync_commands=_flag(env, "GENART_SYNC_COMMANDS", True),
         on_rebalance="exit" if rebalance == "exit" else "warn",

@@ -62,7 +62,9 @@ class Engine:
 
 def session_tuning(settings: BotSettings) -> SessionTuning:
     """Return the onnxruntime tuning for these settings."""
-    return SessionTuning(tuned=settings.tuned_session, intra_op_threads=settings.intra_op_threads)
+    return SessionTuning(
+        tuned=settings.tuned_session, intra_op_threads=settings.intra_op_threads, cpu_mem_arena=settings.cpu_arena
+    )
 
 
 def load_generator(settings: BotSettings) -> FaceGenerator:

@@ -35,7 +35,8 @@ class SessionTuning:
     tuned: bool = True
     intra_op_threads: int = field(default_factory=available_cores)
     allow_spinning: bool = False
-    # Without the arena, activations are freed after each call: peak RSS halves at batch 8 (measured, docs/bot.md).
+    # Without the arena, activations are freed after each call: peak RSS halves at batch 8 for ~10% latency
+    # (measured, docs/bench-bot.md); memory matters more on a 2 GB instance.
     cpu_mem_arena: bool = False
 
     def session_options(self) -> ort.SessionOptions:

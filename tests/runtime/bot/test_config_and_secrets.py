@@ -134,7 +134,7 @@ def test_settings_from_environment(tmp_path: Path) -> None:
     assert settings.token_source.secret_id == env["GENART_TOKEN_SECRET_ARN"]
     assert settings.operator_ids == {"123", "456"}
     assert settings.imds_url == "http://127.0.0.1:9" and settings.log_level == "DEBUG"
-    assert settings.cooldown_s == 5.0 and settings.on_rebalance == "warn"
+    assert settings.cooldown_s == 5.0 and settings.on_rebalance == "warn" and settings.cpu_arena is False
     overridden = settings_from(
         env, build_parser().parse_args(["--model", "m.onnx", "--cooldown", "0", "--workers", "2"])
     )
