@@ -176,9 +176,10 @@ def test_sigterm_shuts_down_cleanly(
     imds: FakeImds, make_settings: Any, face_generator: FaceGenerator, offline_gateway: list[Any]
 ) -> None:
     async def scenario(engine: Engine) -> None:
-        while not offline_gateway:
+        # Only signal once the bot's handler is installed, or the default action would end pytest itself.
+        before = signal.getsignal(signal.SIGTERM)
+        while signal.getsignal(signal.SIGTERM) is before:
             await asyncio.sleep(0.01)
-        await asyncio.sleep(0.1)
         os.kill(os.getpid(), signal.SIGTERM)
 
     code, _ = run_bot_until_done(make_settings(imds_url=imds.url), face_generator, scenario)
