@@ -102,7 +102,8 @@ class DiffusionConfig:
     model_name: str = "sd15"
     max_concurrent_invocations_per_instance: int = 4
     target_invocations_per_instance: int = 8
-    startup_timeout_seconds: int = 900
+    # Cold torch.compile warm-up runs before /ping turns healthy; a warm compile cache makes it much shorter.
+    startup_timeout_seconds: int = 1800
     download_timeout_seconds: int = 1200
     # Async target tracking: queued requests per instance before another instance is added.
     target_backlog_per_instance: int = 2

@@ -33,7 +33,7 @@ class _Job:
 def batch_limit(resolution: int) -> int:
     """Return the most images per ONNX call that keep peak RSS modest (~90 MB of activations per 256 px image).
 
-    On CPU a bigger batch barely lowers the compute per image at these sizes (docs/bench-bot.md), so the
+    On CPU a bigger batch barely lowers the compute per image at these sizes (docs/benchmarks.md), so the
     limit is set by memory: it keeps a 256 px bot well under 1 GB on a 2 GB instance.
     """
     if resolution <= 128:

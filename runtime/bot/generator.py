@@ -36,7 +36,7 @@ class SessionTuning:
     intra_op_threads: int = field(default_factory=available_cores)
     allow_spinning: bool = False
     # Without the arena, activations are freed after each call: peak RSS halves at batch 8 for ~10% latency
-    # (measured, docs/bench-bot.md); memory matters more on a 2 GB instance.
+    # (measured, docs/benchmarks.md); memory matters more on a 2 GB instance.
     cpu_mem_arena: bool = False
 
     def session_options(self) -> ort.SessionOptions:
@@ -54,7 +54,6 @@ class SessionTuning:
         options.enable_cpu_mem_arena = self.cpu_mem_arena
         # Idle intra-op threads must not spin: on a 2-vCPU instance spinning steals the event loop's core.
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.allow_spinning else "0")
-        options.add_session_config_entry("session.set_denormal_as_zero", "1")
         return options
 
 

@@ -95,7 +95,9 @@ def test_dockerfile_follows_the_sagemaker_container_contract() -> None:
     dockerfile = (PIPELINE_DIR / "Dockerfile").read_text()
     instructions = [line.split(None, 1) for line in dockerfile.splitlines() if line and not line.startswith("#")]
     (base,) = [args for keyword, *args in instructions if keyword == "FROM"]
-    assert re.fullmatch(r"pytorch/pytorch:\d+\.\d+\.\d+-cuda[\d.]+-cudnn\d+-runtime", base[0].strip())
+    assert re.fullmatch(r"nvidia/cuda:\d+\.\d+\.\d+-cudnn-runtime-ubuntu\d+\.\d+", base[0].strip())
+    requirements = (PIPELINE_DIR / "requirements.txt").read_text().split()
+    assert any(re.fullmatch(r"torch==\d+\.\d+\.\d+", line) for line in requirements)
     copies = [args[0].split() for keyword, *args in instructions if keyword == "COPY"]
     for source, _ in copies:
         assert (PIPELINE_DIR / source).exists(), f"COPY source {source} is not in the build context"
