@@ -40,10 +40,6 @@ class Engine:
         )
         self._reload_lock = asyncio.Lock()
 
-    def tuning(self) -> SessionTuning:
-        """Return the session tuning these settings ask for."""
-        return session_tuning(self.settings)
-
     async def reload(self) -> str:
         """Fetch the newest model and swap it in; raises ConfigError and keeps the old model on failure."""
         async with self._reload_lock:
