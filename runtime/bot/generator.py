@@ -13,6 +13,7 @@ import numpy.typing as npt
 import onnxruntime as ort
 
 from .errors import ConfigError
+from .seeding import Z_DIM
 
 LOG = logging.getLogger(__name__)
 LATENTS_INPUT = "latents"
@@ -85,8 +86,14 @@ class FaceGenerator:
             )
         self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
         z_dim_shape = inputs[LATENTS_INPUT].shape[1]
-        self.z_dim = int(self.metadata.get("z_dim", z_dim_shape if isinstance(z_dim_shape, int) else 512))
-        self.resolution = int(self.metadata.get("resolution", "0") or 0)
+        try:
+            self.z_dim = int(self.metadata.get("z_dim", z_dim_shape if isinstance(z_dim_shape, int) else Z_DIM))
+            self.resolution = int(self.metadata.get("resolution", "0") or 0)
+        except ValueError as exc:
+            raise ConfigError(f"{model_path} has unreadable metadata: {exc}") from exc
+        if self.z_dim != Z_DIM or (isinstance(z_dim_shape, int) and z_dim_shape != Z_DIM):
+            # Every command feeds [N, 512] latents; catch a mismatched model at load, not on each request.
+            raise ConfigError(f"{model_path} takes {self.z_dim}-wide latents; the generator contract is {Z_DIM}")
         self._runs = 0
         self._lock = threading.Lock()
 

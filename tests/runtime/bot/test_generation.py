@@ -64,6 +64,20 @@ def test_bad_model_file_is_a_config_error(tmp_path: Path) -> None:
         FaceGenerator(model_path=bad, tuning=SessionTuning())
 
 
+@pytest.mark.parametrize(("z_dim", "message"), [("256", "256-wide latents"), ("wide", "unreadable metadata")])
+def test_model_off_the_latent_contract_is_a_config_error(
+    tiny_generator_onnx: Path, tmp_path: Path, z_dim: str, message: str
+) -> None:
+    import onnx  # only this test edits a model
+
+    model = onnx.load(str(tiny_generator_onnx))
+    onnx.helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props}, "z_dim": z_dim})
+    edited = tmp_path / "edited.onnx"
+    onnx.save(model, str(edited))
+    with pytest.raises(ConfigError, match=message):
+        FaceGenerator(model_path=edited, tuning=SessionTuning(intra_op_threads=1))
+
+
 def test_same_name_gives_identical_bytes(face_generator: FaceGenerator) -> None:
     async def scenario() -> list[bytes]:
         service, batcher, executor = make_service(face_generator)
