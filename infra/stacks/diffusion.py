@@ -14,7 +14,7 @@ from constructs import Construct
 from infra.config import DiffusionConfig
 from infra.stacks.diffusion_alarms import EndpointAlarms
 from infra.stacks.diffusion_async import ASYNC_FAILURE_PREFIX, ASYNC_INPUT_PREFIX, ASYNC_OUTPUT_PREFIX, AsyncInference
-from infra.stacks.diffusion_endpoint import OUTPUTS_PREFIX, VARIANT_NAME, DiffusionEndpoint
+from infra.stacks.diffusion_endpoint import OUTPUTS_PREFIX, VARIANT_NAME, DiffusionEndpoint, endpoint_log_group_name
 from infra.stacks.diffusion_endpoint import endpoint_name as diffusion_endpoint_name
 from infra.stacks.diffusion_image_repo import DiffusionImageRepoStack
 from infra.stacks.diffusion_role import EndpointExecutionRole
@@ -80,7 +80,7 @@ class DiffusionStack(Stack):
             model_prefix=model_prefix,
             outputs_bucket=outputs_bucket,
             outputs_prefix=OUTPUTS_PREFIX,
-            log_group_name=f"/aws/sagemaker/Endpoints/{endpoint_name}",
+            log_group_name=endpoint_log_group_name(endpoint_name),
             async_inference=self.async_inference,
         )
         self.endpoint = DiffusionEndpoint(

@@ -32,6 +32,11 @@ def endpoint_name(*, env_name: str, config: DiffusionConfig) -> str:
     return name
 
 
+def endpoint_log_group_name(endpoint_name: str) -> str:
+    """The log group SageMaker writes an endpoint's container logs to."""
+    return f"/aws/sagemaker/Endpoints/{endpoint_name}"
+
+
 def container_environment(*, outputs_bucket_name: str) -> dict[str, str]:
     """Server settings (runtime/endpoint/settings.py) the container gets; limits keep the server's defaults."""
     return {
@@ -68,7 +73,7 @@ class DiffusionEndpoint(Construct):
         self.log_group = logs.LogGroup(
             self,
             "Logs",
-            log_group_name=f"/aws/sagemaker/Endpoints/{endpoint_name}",
+            log_group_name=endpoint_log_group_name(endpoint_name),
             retention=log_retention,
             removal_policy=RemovalPolicy.DESTROY,
         )
