@@ -97,7 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cooldown", type=float, help="seconds between generations per user (default 5; console 0)")
     parser.add_argument("--workers", type=int, help="generation worker threads (default: one per 4 cores)")
     parser.add_argument("--threads", type=int, help="onnxruntime intra-op threads per call (default: cores/workers)")
-    parser.add_argument("--max-batch", type=int, help="most images per ONNX call (default: 4 at <=256 px, 2 at 512)")
+    parser.add_argument(
+        "--max-batch", type=int, help="most images per ONNX call (default: 8 to 128 px, 2 to 256 px, else 1)"
+    )
     parser.add_argument("--max-queue", type=int, help="most images queued or running before replying busy (default 32)")
     parser.add_argument("--default-session", action="store_true", help="use onnxruntime default session options")
     parser.add_argument("--no-prefix-commands", action="store_true", help="slash commands only (no message content)")
@@ -139,7 +141,6 @@ def settings_from(env: Mapping[str, str], args: argparse.Namespace) -> BotSettin
     if image_format not in {"png", "jpeg"}:
         raise ConfigError(f"GENART_IMAGE_FORMAT must be png or jpeg, got {image_format!r}")
     cooldown_default = 0.0 if args.console else 5.0
-    cooldown = args.cooldown if args.cooldown is not None else None
     for name, value in (("--workers", args.workers), ("--threads", args.threads), ("--max-batch", args.max_batch)):
         if value is not None and value < 1:
             raise ConfigError(f"{name} must be at least 1")
@@ -152,8 +153,8 @@ def settings_from(env: Mapping[str, str], args: argparse.Namespace) -> BotSettin
         operator_ids=operators,
         log_level=(args.log_level or env.get("GENART_LOG_LEVEL") or "INFO").upper(),
         image_format="jpeg" if image_format == "jpeg" else "png",
-        cooldown_s=cooldown
-        if cooldown is not None
+        cooldown_s=args.cooldown
+        if args.cooldown is not None
         else _number(env, "GENART_COOLDOWN_S", cooldown_default, low=0, high=3600),
         max_batch=args.max_batch or (int(_number(env, "GENART_MAX_BATCH", 0, low=1, high=64)) or None),
         max_queue=args.max_queue or int(_number(env, "GENART_MAX_QUEUE", 32, low=GRID_MAX, high=1024)),
