@@ -34,7 +34,10 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
 def invoke_local(url: str, payload: dict[str, Any], *, timeout: float = 300.0) -> dict[str, Any]:
     """POST the payload to a server's /invocations (e.g. http://localhost:8080) and return its JSON."""
     response = httpx.post(f"{url.rstrip('/')}/invocations", json=payload, timeout=timeout)
-    body: dict[str, Any] = response.json()
+    try:
+        body: dict[str, Any] = response.json()
+    except ValueError:  # e.g. a proxy's HTML error page in front of the server
+        raise EndpointCallError(f"HTTP {response.status_code}: {response.text[:200]!r}") from None
     if response.status_code != 200:
         raise EndpointCallError(f"HTTP {response.status_code}: {json.dumps(body)}")
     return body

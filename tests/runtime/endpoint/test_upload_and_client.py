@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import httpx
 import pytest
 import uvicorn
 from botocore.response import StreamingBody
@@ -95,6 +96,13 @@ def test_client_cli_against_local_server_saves_images(local_server: str, tmp_pat
     assert [f.name.split("-seed")[1] for f in files] == ["5.png", "6.png"]
     assert all(Image.open(f).size == (64, 72) for f in files)
     assert client.main([*argv[:-2], "--width", "65", "--out", str(tmp_path)]) == 1
+
+
+def test_client_local_non_json_error_is_a_one_line_failure(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(client.httpx, "post", lambda *_a, **_k: httpx.Response(502, text="<html>Bad gateway</html>"))
+    with pytest.raises(client.EndpointCallError, match="HTTP 502"):
+        client.invoke_local("http://localhost:8080", {"prompt": "a cat"})
+    assert client.main(["--url", "http://localhost:8080", "--prompt", "a cat", "--out", str(tmp_path)]) == 1
 
 
 def test_client_realtime_invokes_endpoint_and_saves(tmp_path: Path) -> None:
