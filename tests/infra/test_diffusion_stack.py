@@ -141,7 +141,10 @@ def test_async_endpoint_writes_results_to_outputs_prefixes_and_notifies_encrypte
     topics = resources_of_type(stack.json, "AWS::SNS::Topic")
     assert len(topics) == 3  # success, error, alarms
     assert all("KmsMasterKeyId" in t["Properties"] for t in topics.values())
-    for policy in resources_of_type(stack.json, "AWS::SNS::TopicPolicy").values():
+    topic_policies = resources_of_type(stack.json, "AWS::SNS::TopicPolicy")
+    covered = [ref["Ref"] for p in topic_policies.values() for ref in p["Properties"]["Topics"]]
+    assert sorted(covered) == sorted(topics)  # the TLS check below is not vacuous: every topic has a policy
+    for policy in topic_policies.values():
         denies = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Deny"]
         assert any(s.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}} for s in denies)
 
