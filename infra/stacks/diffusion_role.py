@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 from aws_cdk import Aws
 from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_iam as iam
@@ -13,6 +11,7 @@ from constructs import Construct
 
 from infra.stacks.diffusion_async import ASYNC_FAILURE_PREFIX, ASYNC_INPUT_PREFIX, ASYNC_OUTPUT_PREFIX, AsyncInference
 from infra.stacks.diffusion_topics import PUBLISH_KMS_ACTIONS
+from infra.stacks.nag import wildcard_objects
 
 # Namespace of the per-instance metrics (CPU, GPU, memory, disk) SageMaker publishes for an endpoint.
 ENDPOINT_METRICS_NAMESPACE = "/aws/sagemaker/Endpoints"
@@ -114,14 +113,8 @@ class EndpointExecutionRole(Construct):
                     applies_to=[
                         "Resource::*",
                         RegexAppliesTo(regex="/^Resource::.*:log-group:.*:log-stream:\\*$/"),
-                        *[_objects_under(prefix) for prefix in wildcard_prefixes],
+                        *[wildcard_objects(f"{prefix}*") for prefix in wildcard_prefixes],
                     ],
                 )
             ],
         )
-
-
-def _objects_under(prefix: str) -> RegexAppliesTo:
-    """cdk-nag applies_to pattern for an object ARN wildcard under one key prefix."""
-    escaped = re.escape(prefix).replace("/", "\\/")
-    return RegexAppliesTo(regex=f"/^Resource::.*\\/{escaped}\\*$/")
