@@ -15,6 +15,8 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
 
+from infra.stacks.nag import wildcard_objects
+
 NOTIFY_CODE_DIR = Path(__file__).resolve().parents[2] / "runtime" / "lambdas" / "notify"
 LINK_EXPIRY_SECONDS = 6 * 3600
 
@@ -101,6 +103,7 @@ class PipelineNotifications(Construct):
                     id="AwsSolutions-IAM5",
                     reason="Sample grids live under one key per pipeline execution id, known only at run time; "
                     "kms:GenerateDataKey* is CDK's SNS publish grant on the topic's own key only.",
+                    applies_to=["Action::kms:GenerateDataKey*", wildcard_objects(grid_key_pattern)],
                 )
             ],
             apply_to_children=True,

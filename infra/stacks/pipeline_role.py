@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import re
+
 from aws_cdk import ArnFormat, Aws, Stack
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
-from cdk_nag import NagPackSuppression, NagSuppressions
+from cdk_nag import NagPackSuppression, NagSuppressions, RegexAppliesTo
 from constructs import Construct
+
+from infra.stacks.nag import wildcard_objects
 
 SAGEMAKER_LOG_GROUPS = ("/aws/sagemaker/ProcessingJobs", "/aws/sagemaker/TrainingJobs")
 
@@ -101,6 +105,7 @@ class PipelineExecutionRole(Construct):
             StringLike={"cloudwatch:namespace": "/aws/sagemaker/*"},
         )
 
+        log_groups = "|".join(re.escape(group).replace("/", "\\/") for group in SAGEMAKER_LOG_GROUPS)
         NagSuppressions.add_resource_suppressions(
             self.role,
             [
@@ -111,6 +116,15 @@ class PipelineExecutionRole(Construct):
                     "processing/training job ARNs (Pipelines names jobs at run time and offers no pipeline "
                     "condition key); the SageMaker job log groups' streams; ecr:GetAuthorizationToken and "
                     "cloudwatch:PutMetricData, which support no resource ARN (the latter is namespace-conditioned).",
+                    applies_to=[
+                        "Resource::*",
+                        # Every object of the datasets bucket, however the Storage stack's ARN reference is rendered.
+                        RegexAppliesTo(regex=r"/^Resource::.*DatasetsBucket.*\/\*$/"),
+                        wildcard_objects(f"{models_prefix}/*"),
+                        wildcard_objects(checkpoint_key_pattern),
+                        RegexAppliesTo(regex=r"/^Resource::arn:.*:sagemaker:.*:(processing|training)-job\/\*$/"),
+                        RegexAppliesTo(regex=f"/^Resource::arn:.*:log-group:({log_groups}):\\*$/"),
+                    ],
                 )
             ],
             apply_to_children=True,
