@@ -9,6 +9,8 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, Union
 
+from runtime.bot import contract as bot_contract
+
 T = TypeVar("T")
 
 _ACCOUNT_RE = re.compile(r"^\d{12}$")
@@ -54,7 +56,7 @@ class BotConfig:
     # accounts whose policies forbid Spot Fleet requests.
     fleet: Literal["spot-fleet", "asg"] = "spot-fleet"
     log_retention_days: int = 30
-    model_key: str = "stylegan/latest.onnx"
+    model_key: str = bot_contract.DEFAULT_MODEL_KEY
     # Discord user ids (not secrets) allowed to run operator commands such as reload_model.
     operator_ids: tuple[str, ...] = ()
 

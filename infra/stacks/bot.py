@@ -17,7 +17,8 @@ from infra.config import BotConfig
 from infra.stacks.bot_fleet import BotAutoScalingGroup, BotSpotFleet
 from infra.stacks.bot_log_group import retained_log_group
 from infra.stacks.bot_network import BotNetwork
-from infra.stacks.bot_user_data import MODEL_CACHE, bot_user_data
+from infra.stacks.bot_user_data import bot_user_data
+from runtime.bot import contract as bot_contract
 
 BOT_CODE_DIR = Path(__file__).resolve().parents[2] / "runtime" / "bot"
 ROOT_VOLUME_GIB = 8
@@ -61,15 +62,15 @@ class BotStack(Stack):
 
         # Names and ARNs only; the bot reads the token value from Secrets Manager at start.
         environment = {
-            "GENART_TOKEN_SECRET_ARN": bot_token_secret.secret_arn,
-            "GENART_MODELS_BUCKET": models_bucket.bucket_name,
-            "GENART_MODEL_KEY": config.model_key,
+            bot_contract.ENV_TOKEN_SECRET_ARN: bot_token_secret.secret_arn,
+            bot_contract.ENV_MODELS_BUCKET: models_bucket.bucket_name,
+            bot_contract.ENV_MODEL_KEY: config.model_key,
             "AWS_REGION": Aws.REGION,
-            "GENART_MODEL_CACHE": MODEL_CACHE,
-            "GENART_LOG_LEVEL": "INFO",
+            bot_contract.ENV_MODEL_CACHE: bot_contract.MODEL_CACHE_PATH,
+            bot_contract.ENV_LOG_LEVEL: "INFO",
         }
         if config.operator_ids:
-            environment["GENART_OPERATOR_IDS"] = ",".join(config.operator_ids)
+            environment[bot_contract.ENV_OPERATOR_IDS] = ",".join(config.operator_ids)
         user_data = bot_user_data(
             code_bucket_name=self.code.s3_bucket_name,
             code_object_key=self.code.s3_object_key,

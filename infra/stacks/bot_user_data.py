@@ -10,7 +10,6 @@ from aws_cdk import aws_ec2 as ec2
 APP_DIR = "/opt/genart/app"
 VENV_DIR = "/opt/genart/venv"
 BOT_LOG_FILE = "/var/log/genart/bot.log"
-MODEL_CACHE = "/var/cache/genart/model.onnx"
 SERVICE_NAME = "genart-bot.service"
 SERVICE_USER = "genart"
 CW_AGENT_CONFIG = "/opt/aws/amazon-cloudwatch-agent/etc/genart-logs.json"

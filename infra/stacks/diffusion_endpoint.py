@@ -14,11 +14,10 @@ from constructs import Construct
 
 from infra.config import DiffusionConfig
 from infra.stacks.diffusion_async import AsyncInference
+from runtime.endpoint import contract as endpoint_contract
 
 VARIANT_NAME = "AllTraffic"
-OUTPUTS_PREFIX = "diffusion/"
-# /opt/ml/model is read-only on the instance; the inductor cache lives on the instance's own disk.
-COMPILE_CACHE_DIR = "/tmp/genart-compile-cache"  # noqa: S108 (a path inside the container)
+OUTPUTS_PREFIX = endpoint_contract.OUTPUTS_PREFIX
 
 
 def endpoint_name(*, env_name: str, config: DiffusionConfig) -> str:
@@ -40,12 +39,12 @@ def endpoint_log_group_name(endpoint_name: str) -> str:
 def container_environment(*, outputs_bucket_name: str) -> dict[str, str]:
     """Server settings (runtime/endpoint/settings.py) the container gets; limits keep the server's defaults."""
     return {
-        "GENART_OUTPUTS_BUCKET": outputs_bucket_name,
-        "GENART_OUTPUTS_PREFIX": OUTPUTS_PREFIX,
-        "GENART_COMPILE": "1",
-        "GENART_DTYPE": "fp16",
-        "GENART_COMPILE_CACHE_DIR": COMPILE_CACHE_DIR,
-        "HF_HUB_OFFLINE": "1",
+        endpoint_contract.ENV_OUTPUTS_BUCKET: outputs_bucket_name,
+        endpoint_contract.ENV_OUTPUTS_PREFIX: endpoint_contract.OUTPUTS_PREFIX,
+        endpoint_contract.ENV_COMPILE: "1",
+        endpoint_contract.ENV_DTYPE: "fp16",
+        endpoint_contract.ENV_COMPILE_CACHE_DIR: endpoint_contract.COMPILE_CACHE_DIR,
+        endpoint_contract.ENV_HF_HUB_OFFLINE: "1",
     }
 
 

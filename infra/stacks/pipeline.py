@@ -14,15 +14,10 @@ from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
 from infra.config import PipelineConfig
-from infra.stacks.pipeline_definition import (
-    CHECKPOINT_KEY_PATTERN,
-    MODELS_PREFIX,
-    SAMPLE_GRID_KEY_PATTERN,
-    PipelineResources,
-    render_pipeline_definition,
-)
+from infra.stacks.pipeline_definition import PipelineResources, render_pipeline_definition
 from infra.stacks.pipeline_notifications import PipelineNotifications
 from infra.stacks.pipeline_role import PipelineExecutionRole
+from runtime.pipeline.stylegan2.contract import CHECKPOINT_KEY_PATTERN, MODELS_PREFIX, SAMPLE_GRID_KEY_PATTERN
 from runtime.pipeline.stylegan2.metrics import METRIC_DEFINITIONS
 
 PIPELINE_DIR = Path(__file__).resolve().parents[2] / "runtime" / "pipeline"

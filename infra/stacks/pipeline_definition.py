@@ -15,33 +15,28 @@ from dataclasses import dataclass
 from typing import Any
 
 from infra.config import PipelineConfig
+from runtime.pipeline.stylegan2.contract import (
+    CHECKPOINT_LOCAL_PATH,
+    CHECKPOINTS_DIR,
+    MODELS_PREFIX,
+    PROCESSING_DATASET,
+    PROCESSING_INPUT_DATA,
+    PROCESSING_MODEL,
+    PROCESSING_PUBLISH,
+    PROCESSING_SAMPLES,
+    PUBLISHED_MODEL_NAME,
+    RUNS_PREFIX,
+    SAMPLES_DIR,
+    TRAIN_CHANNEL,
+)
 
 STEP_PREPARE = "PrepareDataset"
 STEP_TRAIN = "TrainStyleGAN2"
 STEP_EXPORT = "GenerateAndExport"
 STEP_NOTIFY = "NotifySuccess"
 STEP_NAMES = (STEP_PREPARE, STEP_TRAIN, STEP_EXPORT, STEP_NOTIFY)
-
-# Key layout in the models bucket; the stack's IAM policies are scoped to these prefixes.
-MODELS_PREFIX = "stylegan"
-RUNS_PREFIX = f"{MODELS_PREFIX}/runs"
-PUBLISHED_MODEL_NAME = "latest.onnx"
-SAMPLES_DIR = "samples"
-CHECKPOINTS_DIR = "checkpoints"
-# Keys the notify function presigns and the checkpoint sync may delete, for the stack's IAM policies.
-SAMPLE_GRID_KEY_PATTERN = f"{RUNS_PREFIX}/*/{SAMPLES_DIR}/grid.png"
-CHECKPOINT_KEY_PATTERN = f"{RUNS_PREFIX}/*/{CHECKPOINTS_DIR}/*"
 DEFAULT_DATASET_PREFIX = "anime-faces/"
 
-# Paths inside the step containers (SageMaker conventions; the step scripts default to them too).
-PROCESSING_INPUT_DATA = "/opt/ml/processing/input/data"
-PROCESSING_DATASET = "/opt/ml/processing/output/dataset"
-PROCESSING_MODEL = "/opt/ml/processing/input/model"
-PROCESSING_SAMPLES = "/opt/ml/processing/output/samples"
-PROCESSING_PUBLISH = "/opt/ml/processing/output/publish"
-CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
-
-TRAIN_CHANNEL = "train"
 DEFAULT_SNAPSHOT_KIMG = 50
 DEFAULT_LEARNING_RATE = 0.0025
 PREPARE_MAX_RUNTIME_SECONDS = 4 * 3600

@@ -16,9 +16,10 @@ from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
 
 from infra.stacks.nag import wildcard_objects
+from runtime.lambdas.notify import contract as notify_contract
 
-NOTIFY_CODE_DIR = Path(__file__).resolve().parents[2] / "runtime" / "lambdas" / "notify"
-LINK_EXPIRY_SECONDS = 6 * 3600
+# The asset is the lambdas folder, so the handler imports its contract as a package (notify.contract).
+LAMBDAS_CODE_DIR = Path(__file__).resolve().parents[2] / "runtime" / "lambdas"
 
 
 class PipelineNotifications(Construct):
@@ -78,13 +79,16 @@ class PipelineNotifications(Construct):
             description="Publishes a finished StyleGAN2 run's S3 locations and sample-grid link to SNS",
             runtime=lambda_.Runtime.PYTHON_3_13,
             architecture=lambda_.Architecture.ARM_64,
-            handler="handler.handler",
-            code=lambda_.Code.from_asset(str(NOTIFY_CODE_DIR), exclude=["**/__pycache__", "**/*.pyc"]),
+            handler="notify.handler.handler",
+            code=lambda_.Code.from_asset(str(LAMBDAS_CODE_DIR), exclude=["**/__pycache__", "**/*.pyc"]),
             role=self.role,
             log_group=self.log_group,
             timeout=Duration.seconds(30),
             memory_size=256,
-            environment={"TOPIC_ARN": self.topic.topic_arn, "LINK_EXPIRY_SECONDS": str(LINK_EXPIRY_SECONDS)},
+            environment={
+                notify_contract.ENV_TOPIC_ARN: self.topic.topic_arn,
+                notify_contract.ENV_LINK_EXPIRY_SECONDS: str(notify_contract.DEFAULT_LINK_EXPIRY_SECONDS),
+            },
         )
         NagSuppressions.add_resource_suppressions(
             self.function,

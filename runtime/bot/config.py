@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from . import contract
 from .errors import ConfigError
 from .generator import available_cores
 from .imaging import ImageFormat
@@ -16,8 +17,8 @@ from .model_source import ModelSource
 from .parsing import GRID_MAX
 from .token_source import TokenSource
 
-DEFAULT_MODEL_KEY = "stylegan/latest.onnx"
-DEFAULT_MODEL_CACHE = "/var/cache/genart/model.onnx"
+DEFAULT_MODEL_KEY = contract.DEFAULT_MODEL_KEY
+DEFAULT_MODEL_CACHE = contract.MODEL_CACHE_PATH
 DEFAULT_IMDS_URL = "http://169.254.169.254"
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from . import contract
 from .errors import ConfigError
 
 LOG = logging.getLogger(__name__)
@@ -22,8 +23,8 @@ class ModelSource:
 
     local_path: Path | None = None
     bucket: str | None = None
-    key: str = "stylegan/latest.onnx"
-    cache_path: Path = Path("/var/cache/genart/model.onnx")
+    key: str = contract.DEFAULT_MODEL_KEY
+    cache_path: Path = Path(contract.MODEL_CACHE_PATH)
     region: str | None = None
 
     def describe(self) -> str:

@@ -7,10 +7,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import contract
+
 DTYPES = ("fp16", "bf16", "fp32")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-# The container's only writable scratch space on SageMaker; the cache is a rebuildable artefact, not a secret.
-DEFAULT_COMPILE_CACHE_DIR = "/tmp/genart-compile-cache"  # noqa: S108
+DEFAULT_COMPILE_CACHE_DIR = contract.COMPILE_CACHE_DIR
 
 
 class SettingsError(ValueError):
@@ -89,7 +90,7 @@ class Settings:
         dtype = env.get("GENART_DTYPE", "fp16").strip().lower() or "fp16"
         if dtype not in DTYPES:
             raise SettingsError(f"GENART_DTYPE must be one of {DTYPES}, got {dtype!r}")
-        prefix = env.get("GENART_OUTPUTS_PREFIX", "diffusion/").strip()
+        prefix = env.get(contract.ENV_OUTPUTS_PREFIX, contract.OUTPUTS_PREFIX).strip()
         if prefix and not prefix.endswith("/"):
             prefix += "/"
         max_batch = _int(env, "GENART_MAX_BATCH", 8, minimum=1)
@@ -109,7 +110,7 @@ class Settings:
             max_queue=_int(env, "GENART_MAX_QUEUE", 32, minimum=1),
             compile=_bool(env, "GENART_COMPILE", False),
             compile_mode=env.get("GENART_COMPILE_MODE", "").strip() or "reduce-overhead",
-            compile_cache_dir=Path(env.get("GENART_COMPILE_CACHE_DIR", "").strip() or DEFAULT_COMPILE_CACHE_DIR),
+            compile_cache_dir=Path(env.get(contract.ENV_COMPILE_CACHE_DIR, "").strip() or DEFAULT_COMPILE_CACHE_DIR),
             channels_last=_bool(env, "GENART_CHANNELS_LAST", True),
             fuse_qkv=_bool(env, "GENART_FUSE_QKV", True),
             warmup_sizes=_int_list(env, "GENART_WARMUP_SIZES", (512,)),

@@ -11,12 +11,12 @@ from urllib.parse import urlparse
 import boto3
 from botocore.config import Config
 
+from .contract import DEFAULT_LINK_EXPIRY_SECONDS, ENV_LINK_EXPIRY_SECONDS, ENV_TOPIC_ARN, SAMPLE_GRID_FILE
+
 logger = logging.getLogger()
 logger.setLevel(logging.INFO)
 
 REQUIRED_FIELDS = ("pipeline_name", "execution_id", "samples_uri", "model_uri", "training_artifacts_uri")
-GRID_FILE = "grid.png"
-DEFAULT_LINK_EXPIRY_SECONDS = 6 * 3600
 # SigV4 presigned URLs are capped at 7 days (and by the Lambda role session, whichever ends first).
 MAX_LINK_EXPIRY_SECONDS = 7 * 24 * 3600
 SUBJECT_LIMIT = 100
@@ -59,7 +59,7 @@ def validate_event(event: Any) -> dict[str, str]:
 
 def link_expiry_seconds() -> int:
     """Presigned link lifetime from LINK_EXPIRY_SECONDS, clamped to what SigV4 allows."""
-    raw = os.environ.get("LINK_EXPIRY_SECONDS", str(DEFAULT_LINK_EXPIRY_SECONDS))
+    raw = os.environ.get(ENV_LINK_EXPIRY_SECONDS, str(DEFAULT_LINK_EXPIRY_SECONDS))
     try:
         value = int(raw)
     except ValueError as error:
@@ -91,10 +91,10 @@ def build_message(fields: dict[str, str], *, grid_url: str, expiry_seconds: int)
 def handler(event: Any, context: Any) -> dict[str, str]:
     """Publish the notification; a bad event or a failed publish fails the pipeline step."""
     fields = validate_event(event)
-    topic_arn = os.environ.get("TOPIC_ARN")
+    topic_arn = os.environ.get(ENV_TOPIC_ARN)
     if not topic_arn:
         raise RuntimeError("TOPIC_ARN is not set; the stack passes the notification topic's ARN")
-    grid = S3Location.parse(fields["samples_uri"], "samples_uri").child(GRID_FILE)
+    grid = S3Location.parse(fields["samples_uri"], "samples_uri").child(SAMPLE_GRID_FILE)
     S3Location.parse(fields["model_uri"], "model_uri")
     expiry = link_expiry_seconds()
 

@@ -1,0 +1,36 @@
+"""The names one runtime writes and another reads agree (contract modules are the single source)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from runtime.bot import contract as bot
+from runtime.endpoint import contract as endpoint
+from runtime.lambdas.notify import contract as notify
+from runtime.pipeline.stylegan2 import contract as pipeline
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_bot_serves_the_key_the_pipeline_publishes() -> None:
+    assert bot.DEFAULT_MODEL_KEY == pipeline.PUBLISHED_MODEL_KEY
+
+
+def test_notify_presigns_the_grid_the_export_step_writes() -> None:
+    assert notify.SAMPLE_GRID_FILE == pipeline.SAMPLE_GRID_FILE
+    assert pipeline.SAMPLE_GRID_KEY_PATTERN.endswith(f"/{notify.SAMPLE_GRID_FILE}")
+
+
+def test_endpoint_image_uses_the_contract_compile_cache_dir() -> None:
+    dockerfile = (ROOT / "runtime" / "endpoint" / "Dockerfile").read_text()
+    declared = re.findall(rf"{endpoint.ENV_COMPILE_CACHE_DIR}=(\S+)", dockerfile)
+    assert declared == [endpoint.COMPILE_CACHE_DIR]
+    assert f"mkdir -p /opt/ml/model {endpoint.COMPILE_CACHE_DIR}" in dockerfile
+
+
+def test_contract_modules_import_nothing_but_future() -> None:
+    for module in (bot, endpoint, notify, pipeline):
+        source = Path(str(module.__file__)).read_text()
+        imports = [line for line in source.splitlines() if line.startswith(("import ", "from "))]
+        assert imports == ["from __future__ import annotations"], module.__name__
