@@ -8,6 +8,7 @@ import sys
 import aws_cdk as cdk
 
 from infra.app_builder import build_app
+from infra.components.image_repository import MixedBootstrapQualifiersError, assert_one_bootstrap_qualifier
 from infra.config import ConfigError, load_config
 
 
@@ -19,7 +20,10 @@ def main() -> None:
     except ConfigError as error:
         sys.exit(f"cdk.json: {error}")
     build_app(app, config)
-    app.synth()
+    try:
+        assert_one_bootstrap_qualifier(app.synth())
+    except MixedBootstrapQualifiersError as error:
+        sys.exit(f"cdk synth: {error}")
 
 
 if __name__ == "__main__":

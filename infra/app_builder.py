@@ -1,4 +1,4 @@
-"""Composes every stack of the app from one EnvConfig; app.py and the tests both call it."""
+"""Composes the five stacks of one environment from one EnvConfig; app.py and the tests both call it."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ from cdk_nag import AwsSolutionsChecks
 from infra.config import EnvConfig
 from infra.stacks.bot import BotStack
 from infra.stacks.diffusion import DiffusionStack
-from infra.stacks.diffusion_image_repo import DiffusionImageRepoStack, diffusion_repository_name
 from infra.stacks.pipeline import PipelineStack
 from infra.stacks.storage import StorageStack
+
+# Systems whose images `cdk deploy` builds and pushes into a repository of the Storage stack.
+IMAGE_SYSTEMS = ("diffusion", "pipeline")
 
 
 @dataclass(frozen=True)
@@ -22,28 +24,25 @@ class GenArtStacks:
     storage: StorageStack
     bot: BotStack
     pipeline: PipelineStack
-    diffusion_images: DiffusionImageRepoStack
     diffusion: DiffusionStack
 
     def all(self) -> list[cdk.Stack]:
         """Every stack, in deployment order."""
-        return [self.storage, self.bot, self.pipeline, self.diffusion_images, self.diffusion]
+        return [self.storage, self.bot, self.pipeline, self.diffusion]
 
 
 def build_app(app: cdk.App, config: EnvConfig) -> GenArtStacks:
     """Add all stacks for one environment to app and run cdk-nag AwsSolutions over them."""
     env = cdk.Environment(account=config.account, region=config.region)
-    tags = {"project": "genart", "environment": config.name}
-
     storage = StorageStack(
         app,
         f"{config.prefix}-Storage",
         config=config.storage,
         env_name=config.name,
+        image_systems=IMAGE_SYSTEMS,
         env=env,
-        description="GenArt: buckets and the Discord bot token secret",
+        description="GenArt: buckets, the Discord bot token secret, image repositories, the ops-alerts topic",
     )
-
     bot = BotStack(
         app,
         f"{config.prefix}-Bot",
@@ -54,7 +53,6 @@ def build_app(app: cdk.App, config: EnvConfig) -> GenArtStacks:
         env=env,
         description="GenArt: the Discord bot on one Spot instance (NAT-free VPC, Spot Fleet, logs)",
     )
-
     pipeline = PipelineStack(
         app,
         f"{config.prefix}-Pipeline",
@@ -62,35 +60,28 @@ def build_app(app: cdk.App, config: EnvConfig) -> GenArtStacks:
         pipeline_name=f"{config.prefix}-stylegan2",
         models_bucket=storage.models_bucket,
         datasets_bucket=storage.datasets_bucket,
+        image_repository=storage.image_repositories["pipeline"],
+        ops_alerts=storage.ops_alerts,
         retain_logs=config.storage.retain_data,
         env=env,
         description="GenArt: StyleGAN2 SageMaker pipeline, step image, notifications and failure alerts",
-    )
-
-    diffusion_images = DiffusionImageRepoStack(
-        app,
-        f"{config.prefix}-DiffusionImages",
-        repository_name=diffusion_repository_name(config.prefix),
-        env=env,
-        description="GenArt: ECR repository of the Stable Diffusion endpoint image (filled by cdk deploy)",
     )
     diffusion = DiffusionStack(
         app,
         f"{config.prefix}-Diffusion",
         config=config.diffusion,
         env_name=config.name,
-        image_repository_stack=diffusion_images,
+        image_repository=storage.image_repositories["diffusion"],
         models_bucket=storage.models_bucket,
         outputs_bucket=storage.outputs_bucket,
+        ops_alerts=storage.ops_alerts,
         env=env,
         description="GenArt: Stable Diffusion SageMaker endpoint, autoscaling and alarms",
     )
 
-    stacks = GenArtStacks(
-        storage=storage, bot=bot, pipeline=pipeline, diffusion_images=diffusion_images, diffusion=diffusion
-    )
+    stacks = GenArtStacks(storage=storage, bot=bot, pipeline=pipeline, diffusion=diffusion)
     for stack in stacks.all():
-        for key, value in tags.items():
-            cdk.Tags.of(stack).add(key, value)
+        cdk.Tags.of(stack).add("project", "genart")
+        cdk.Tags.of(stack).add("environment", config.name)
     cdk.Aspects.of(app).add(AwsSolutionsChecks(verbose=True))
     return stacks

@@ -36,6 +36,7 @@ class StorageConfig:
     retain_data: bool = True
     outputs_expiry_days: int = 30
     access_logs_expiry_days: int = 365
+    alerts_email: str | None = None
 
     def validate(self, key: str) -> None:
         _require(1 <= self.outputs_expiry_days <= 3650, f"{key}.outputs_expiry_days", "must be 1..3650")
@@ -111,7 +112,6 @@ class DiffusionConfig:
     target_backlog_per_instance: int = 2
     latency_alarm_p90_seconds: int = 30
     backlog_age_alarm_seconds: int = 1800
-    alarm_email: str | None = None
 
     def validate(self, key: str) -> None:
         _require(self.instance_type.startswith("ml."), f"{key}.instance_type", "must be a SageMaker ml.* type")
@@ -142,8 +142,6 @@ class DiffusionConfig:
         _require(1 <= self.target_backlog_per_instance <= 100, f"{key}.target_backlog_per_instance", "must be 1..100")
         _require(1 <= self.latency_alarm_p90_seconds <= 3600, f"{key}.latency_alarm_p90_seconds", "must be 1..3600")
         _require(60 <= self.backlog_age_alarm_seconds <= 86400, f"{key}.backlog_age_alarm_seconds", "must be 60..86400")
-        if self.alarm_email is not None:
-            _require(_EMAIL_RE.fullmatch(self.alarm_email) is not None, f"{key}.alarm_email", "is not an email address")
 
 
 @dataclass(frozen=True)

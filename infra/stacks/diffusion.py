@@ -1,33 +1,47 @@
-"""Diffusion stack: the Stable Diffusion image, SageMaker endpoint (async or realtime), autoscaling and alarms."""
+"""Diffusion stack: the Stable Diffusion image and its GPU SageMaker endpoint (async by default), composed."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from aws_cdk import CfnOutput, DefaultStackSynthesizer, Stack
-from aws_cdk import aws_ecr as ecr
-from aws_cdk import aws_ecr_assets as ecr_assets
-from aws_cdk import aws_logs as logs
+from aws_cdk import CfnOutput, Stack
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from infra.components.endpoint_alarms import EndpointAlarmThresholds
+from infra.components.endpoint_scaling import EndpointCapacity
+from infra.components.image_repository import ImageRepository
+from infra.components.ops_alerts import OpsAlertsTopic
+from infra.components.published_image import PublishedImage
+from infra.components.sagemaker_endpoint import AsyncInvocation, ModelData, SageMakerEndpoint
 from infra.config import DiffusionConfig
-from infra.stacks.diffusion_alarms import EndpointAlarms
-from infra.stacks.diffusion_async import ASYNC_FAILURE_PREFIX, ASYNC_INPUT_PREFIX, ASYNC_OUTPUT_PREFIX, AsyncInference
-from infra.stacks.diffusion_endpoint import OUTPUTS_PREFIX, VARIANT_NAME, DiffusionEndpoint, endpoint_log_group_name
-from infra.stacks.diffusion_endpoint import endpoint_name as diffusion_endpoint_name
-from infra.stacks.diffusion_image_repo import DiffusionImageRepoStack
-from infra.stacks.diffusion_role import EndpointExecutionRole
-from infra.stacks.diffusion_scaling import EndpointScaling
-from infra.stacks.diffusion_topics import TopicKey
+from runtime.endpoint import contract
 
 IMAGE_DIRECTORY = Path(__file__).resolve().parents[2] / "runtime" / "endpoint"
-# Kept out of the Docker build context (and out of the asset hash, so they never trigger a new image).
-IMAGE_EXCLUDES = ["**/__pycache__", "**/*.pyc", ".pytest_cache", ".mypy_cache", ".ruff_cache"]
+
+
+def endpoint_name(*, env_name: str, config: DiffusionConfig) -> str:
+    """Physical endpoint name; it carries the mode and instance type, so changing either replaces the endpoint."""
+    # SageMaker cannot change the instance type of an autoscaled variant in place; a replacement (the new
+    # endpoint is up before the old one goes) also makes switching between async and realtime a plain deploy.
+    instance = config.instance_type.removeprefix("ml.").replace(".", "-")
+    return f"genart-{env_name}-sd-{config.mode}-{instance}"
+
+
+def container_environment(*, outputs_bucket_name: str) -> dict[str, str]:
+    """Server settings (runtime/endpoint/settings.py) the container gets; limits keep the server's defaults."""
+    return {
+        contract.ENV_OUTPUTS_BUCKET: outputs_bucket_name,
+        contract.ENV_OUTPUTS_PREFIX: contract.OUTPUTS_PREFIX,
+        contract.ENV_COMPILE: "1",
+        contract.ENV_DTYPE: "fp16",
+        contract.ENV_COMPILE_CACHE_DIR: contract.COMPILE_CACHE_DIR,
+        contract.ENV_HF_HUB_OFFLINE: "1",
+    }
 
 
 class DiffusionStack(Stack):
-    """Owns the Stable Diffusion endpoint: image (pushed into the DiffusionImages repo), model, scaling, alarms."""
+    """Owns the Stable Diffusion endpoint; its image is published into Storage's diffusion repository."""
 
     def __init__(
         self,
@@ -36,96 +50,74 @@ class DiffusionStack(Stack):
         *,
         config: DiffusionConfig,
         env_name: str,
-        image_repository_stack: DiffusionImageRepoStack,
+        image_repository: ImageRepository,
         models_bucket: s3.IBucket,
         outputs_bucket: s3.IBucket,
-        image_directory: Path = IMAGE_DIRECTORY,
+        ops_alerts: OpsAlertsTopic,
         **kwargs: object,
     ) -> None:
-        # Docker assets of this stack go to our repository instead of the bootstrap's shared one; the CLI
-        # publishes them once the stacks this one depends on are deployed, so the repository exists by then.
-        image_repository_name = image_repository_stack.repository_name
-        synthesizer = DefaultStackSynthesizer(image_assets_repository_name=image_repository_name)
+        synthesizer = image_repository.asset_synthesizer()
         super().__init__(scope, construct_id, synthesizer=synthesizer, **kwargs)  # type: ignore[arg-type]
-        self.add_stack_dependency(image_repository_stack, "its image asset is published into that repository")
-        endpoint_name = diffusion_endpoint_name(env_name=env_name, config=config)
-        model_prefix = f"diffusion/{config.model_name}/"
-
-        self.image = ecr_assets.DockerImageAsset(
+        asynchronous = config.mode == "async"
+        self.image = PublishedImage(
             self,
             "Image",
-            directory=str(image_directory),
-            platform=ecr_assets.Platform.LINUX_AMD64,
-            exclude=IMAGE_EXCLUDES,
+            repository=image_repository,
+            directory=IMAGE_DIRECTORY,
             display_name="Stable Diffusion endpoint image",
         )
-        self.repository = ecr.Repository.from_repository_name(self, "Repository", image_repository_name)
-        topic_key = TopicKey(self, "TopicKey", alias=f"alias/genart/{env_name}/diffusion-topics").key
-        self.async_inference = (
-            AsyncInference(
-                self,
-                "Async",
-                outputs_bucket=outputs_bucket,
-                topic_key=topic_key,
+        self.async_invocation = (
+            AsyncInvocation(
+                bucket=outputs_bucket,
+                input_prefix=contract.ASYNC_INPUT_PREFIX,
+                output_prefix=contract.ASYNC_OUTPUT_PREFIX,
+                failure_prefix=contract.ASYNC_FAILURE_PREFIX,
                 max_concurrent_invocations_per_instance=config.max_concurrent_invocations_per_instance,
             )
-            if config.mode == "async"
+            if asynchronous
             else None
         )
-        self.execution = EndpointExecutionRole(
-            self,
-            "Execution",
-            repository=self.repository,
-            models_bucket=models_bucket,
-            model_prefix=model_prefix,
-            outputs_bucket=outputs_bucket,
-            outputs_prefix=OUTPUTS_PREFIX,
-            log_group_name=endpoint_log_group_name(endpoint_name),
-            async_inference=self.async_inference,
-        )
-        self.endpoint = DiffusionEndpoint(
+        self.model_data = ModelData(bucket=models_bucket, prefix=contract.model_prefix(config.model_name))
+        self.endpoint = SageMakerEndpoint(
             self,
             "Endpoint",
-            config=config,
-            endpoint_name=endpoint_name,
-            image_uri=self.image.image_uri,
-            role=self.execution.role,
-            models_bucket=models_bucket,
-            model_prefix=model_prefix,
-            outputs_bucket=outputs_bucket,
-            async_inference=self.async_inference,
-            log_retention=logs.RetentionDays.ONE_MONTH,
+            endpoint_name=endpoint_name(env_name=env_name, config=config),
+            image=self.image,
+            model_data=self.model_data,
+            capacity=EndpointCapacity(
+                instance_type=config.instance_type,
+                min_instances=config.min_instances,
+                max_instances=config.max_instances,
+                target_invocations_per_instance=config.target_invocations_per_instance,
+                target_backlog_per_instance=config.target_backlog_per_instance,
+            ),
+            environment=container_environment(outputs_bucket_name=outputs_bucket.bucket_name),
+            async_invocation=self.async_invocation,
+            startup_timeout_seconds=config.startup_timeout_seconds,
+            download_timeout_seconds=config.download_timeout_seconds,
+            alarm_thresholds=EndpointAlarmThresholds(
+                latency_p90_seconds=config.latency_alarm_p90_seconds,
+                backlog_age_seconds=config.backlog_age_alarm_seconds,
+            ),
+            alarm_action=ops_alerts.alarm_action(),
+            description="GenArt Diffusion endpoint: pull its image, read its model prefix, write outputs",
         )
-        # SageMaker checks the role's access to the image and model data when it creates the model.
-        self.endpoint.model.node.add_dependency(self.execution.policy)
-
-        self.scaling = EndpointScaling(
-            self, "Scaling", config=config, endpoint_name=endpoint_name, variant_name=VARIANT_NAME
-        )
-        self.scaling.node.add_dependency(self.endpoint.endpoint)
-        self.alarms = EndpointAlarms(
-            self,
-            "Alarms",
-            config=config,
-            endpoint_name=endpoint_name,
-            variant_name=VARIANT_NAME,
-            topic_key=topic_key,
-        )
+        self.endpoint.grant_container_write(outputs_bucket, contract.OUTPUTS_PREFIX)
 
         outputs = [
             ("EndpointName", self.endpoint.endpoint.attr_endpoint_name, f"SageMaker endpoint ({config.mode})"),
-            ("RepositoryUri", self.repository.repository_uri, "ECR repository of the endpoint image"),
             ("ImageUri", self.image.image_uri, "Image the endpoint runs"),
-            ("ModelDataUri", f"s3://{models_bucket.bucket_name}/{model_prefix}", "Upload the diffusers folder here"),
-            ("AlarmTopicArn", self.alarms.topic.topic_arn, "SNS topic of the endpoint alarms"),
+            ("ModelDataUri", f"s3://{models_bucket.bucket_name}/{self.model_data.prefix}", "The diffusers folder"),
         ]
-        if self.async_inference is not None:
+        if self.async_invocation is not None:
+            invocation = self.async_invocation
+            assert self.endpoint.success_topic is not None and self.endpoint.error_topic is not None
             outputs += [
-                ("AsyncInputLocation", self.async_inference.s3_uri(ASYNC_INPUT_PREFIX), "Upload request JSON here"),
-                ("AsyncOutputLocation", self.async_inference.s3_uri(ASYNC_OUTPUT_PREFIX), "Async results"),
-                ("AsyncFailureLocation", self.async_inference.s3_uri(ASYNC_FAILURE_PREFIX), "Async failures"),
-                ("SuccessTopicArn", self.async_inference.success_topic.topic_arn, "Async success notifications"),
-                ("ErrorTopicArn", self.async_inference.error_topic.topic_arn, "Async error notifications"),
+                ("AsyncInputLocation", invocation.s3_uri(invocation.input_prefix), "Upload request JSON here"),
+                ("AsyncOutputLocation", invocation.s3_uri(invocation.output_prefix), "Async results"),
+                ("AsyncFailureLocation", invocation.s3_uri(invocation.failure_prefix), "Async failures"),
+                ("SuccessTopicArn", self.endpoint.success_topic.topic_arn, "Async success notifications"),
+                ("ErrorTopicArn", self.endpoint.error_topic.topic_arn, "Async error notifications"),
             ]
         for output_id, value, description in outputs:
             CfnOutput(self, output_id, value=value, description=description)

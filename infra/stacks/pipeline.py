@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from aws_cdk import CfnOutput, RemovalPolicy, Stack
-from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_logs as logs
@@ -13,6 +12,9 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
+from infra.components.image_repository import ImageRepository
+from infra.components.ops_alerts import OpsAlertsTopic
+from infra.components.published_image import PublishedImage
 from infra.config import PipelineConfig
 from infra.stacks.pipeline_definition import PipelineResources, render_pipeline_definition
 from infra.stacks.pipeline_notifications import PipelineNotifications
@@ -22,7 +24,7 @@ from runtime.pipeline.stylegan2.metrics import METRIC_DEFINITIONS
 
 PIPELINE_DIR = Path(__file__).resolve().parents[2] / "runtime" / "pipeline"
 # Only the step code, its requirements and the container entry point go into the image's build context.
-IMAGE_EXCLUDES = ["**/__pycache__", "**/*.pyc", "local_run.py", ".pytest_cache", "**/.mypy_cache"]
+IMAGE_EXCLUDES = ["local_run.py"]
 FAILURE_STATUSES = ["Failed", "Stopped"]
 PIPELINE_EVENT = "SageMaker Model Building Pipeline Execution Status Change"
 
@@ -39,22 +41,25 @@ class PipelineStack(Stack):
         pipeline_name: str,
         models_bucket: s3.IBucket,
         datasets_bucket: s3.IBucket,
+        image_repository: ImageRepository,
+        ops_alerts: OpsAlertsTopic,
         retain_logs: bool,
         **kwargs: object,
     ) -> None:
-        super().__init__(scope, construct_id, **kwargs)  # type: ignore[arg-type]
+        synthesizer = image_repository.asset_synthesizer()
+        super().__init__(scope, construct_id, synthesizer=synthesizer, **kwargs)  # type: ignore[arg-type]
         removal = RemovalPolicy.RETAIN if retain_logs else RemovalPolicy.DESTROY
         # SageMaker lower-cases pipeline names inside ARNs; a lower-case name keeps name, ARN and events aligned.
         self.pipeline_name = pipeline_name.lower()
         self.pipeline_arn = self.format_arn(service="sagemaker", resource="pipeline", resource_name=self.pipeline_name)
 
-        self.image = ecr_assets.DockerImageAsset(
+        self.image = PublishedImage(
             self,
             "StepImage",
-            directory=str(PIPELINE_DIR),
-            file="Dockerfile",
+            repository=image_repository,
+            directory=PIPELINE_DIR,
             exclude=IMAGE_EXCLUDES,
-            platform=ecr_assets.Platform.LINUX_AMD64,
+            display_name="StyleGAN2 pipeline step image",
         )
         self.notifications = PipelineNotifications(
             self,
@@ -103,33 +108,31 @@ class PipelineStack(Stack):
         self.failure_rule = events.Rule(
             self,
             "FailedOrStoppedRule",
-            description=f"Failed or stopped executions of {self.pipeline_name} to the pipeline topic",
+            description=f"Failed or stopped executions of {self.pipeline_name} to the pipeline and ops-alerts topics",
             event_pattern=events.EventPattern(
                 source=["aws.sagemaker"],
                 detail_type=[PIPELINE_EVENT],
                 detail={"pipelineArn": [self.pipeline_arn], "currentPipelineExecutionStatus": FAILURE_STATUSES},
             ),
         )
-        self.failure_rule.add_target(
-            targets.SnsTopic(
-                self.notifications.topic,
-                message=events.RuleTargetInput.from_multiline_text(
-                    "\n".join(
-                        [
-                            f"GenArt StyleGAN2 pipeline {self.pipeline_name}: execution "
-                            f"{events.EventField.from_path('$.detail.pipelineExecutionDisplayName')} ended "
-                            f"{events.EventField.from_path('$.detail.currentPipelineExecutionStatus')}.",
-                            f"Execution: {events.EventField.from_path('$.detail.pipelineExecutionArn')}",
-                            f"Started: {events.EventField.from_path('$.detail.executionStartTime')}",
-                            f"Ended: {events.EventField.from_path('$.detail.executionEndTime')}",
-                            # No other angle brackets: EventBridge reads <name> as an input placeholder.
-                            "Find the failed step: aws sagemaker list-pipeline-execution-steps "
-                            "--pipeline-execution-arn with the execution ARN above",
-                        ]
-                    )
-                ),
+        failure_message = events.RuleTargetInput.from_multiline_text(
+            "\n".join(
+                [
+                    f"GenArt StyleGAN2 pipeline {self.pipeline_name}: execution "
+                    f"{events.EventField.from_path('$.detail.pipelineExecutionDisplayName')} ended "
+                    f"{events.EventField.from_path('$.detail.currentPipelineExecutionStatus')}.",
+                    f"Execution: {events.EventField.from_path('$.detail.pipelineExecutionArn')}",
+                    f"Started: {events.EventField.from_path('$.detail.executionStartTime')}",
+                    f"Ended: {events.EventField.from_path('$.detail.executionEndTime')}",
+                    # No other angle brackets: EventBridge reads <name> as an input placeholder.
+                    "Find the failed step: aws sagemaker list-pipeline-execution-steps "
+                    "--pipeline-execution-arn with the execution ARN above",
+                ]
             )
         )
+        # The pipeline's own topic tells its subscribers; the ops-alerts topic tells whoever runs the app.
+        self.failure_rule.add_target(targets.SnsTopic(self.notifications.topic, message=failure_message))
+        self.failure_rule.add_target(ops_alerts.rule_target(self, message=failure_message))
 
         for output_id, value, description in (
             ("PipelineName", self.pipeline_name, "SageMaker pipeline to start (start-pipeline-execution)"),

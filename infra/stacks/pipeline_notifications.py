@@ -15,7 +15,7 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
 
-from infra.stacks.nag import wildcard_objects
+from infra.components.nag import wildcard_objects
 from runtime.lambdas.notify import contract as notify_contract
 
 # The asset is the lambdas folder, so the handler imports its contract as a package (notify.contract).

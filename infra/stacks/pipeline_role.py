@@ -5,14 +5,14 @@ from __future__ import annotations
 import re
 
 from aws_cdk import ArnFormat, Aws, Stack
-from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
 from cdk_nag import NagPackSuppression, NagSuppressions, RegexAppliesTo
 from constructs import Construct
 
-from infra.stacks.nag import wildcard_objects
+from infra.components.nag import wildcard_objects
+from infra.components.published_image import PublishedImage
 
 SAGEMAKER_LOG_GROUPS = ("/aws/sagemaker/ProcessingJobs", "/aws/sagemaker/TrainingJobs")
 
@@ -29,7 +29,7 @@ class PipelineExecutionRole(Construct):
         datasets_bucket: s3.IBucket,
         models_prefix: str,
         checkpoint_key_pattern: str,
-        image: ecr_assets.DockerImageAsset,
+        image: PublishedImage,
         notify_function: lambda_.IFunction,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -84,7 +84,7 @@ class PipelineExecutionRole(Construct):
             StringEquals={"iam:PassedToService": "sagemaker.amazonaws.com"},
         )
         allow("InvokeNotify", ["lambda:InvokeFunction"], [notify_function.function_arn])
-        image.repository.grant_pull(self.role)
+        image.grant_pull(self.role)
         allow(
             "JobLogs",
             ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],

@@ -1,6 +1,8 @@
-"""Storage stack: every stateful resource of the app (buckets and the bot token secret)."""
+"""Storage stack: what every system shares: buckets, the bot token secret, image repositories, the ops-alerts topic."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_s3 as s3
@@ -8,6 +10,8 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from cdk_nag import NagSuppressions
 from constructs import Construct
 
+from infra.components.image_repository import ImageRepository
+from infra.components.ops_alerts import OpsAlertsTopic
 from infra.config import StorageConfig
 
 # The token is created as a random placeholder; operators replace it with put-secret-value.
@@ -15,7 +19,7 @@ TOKEN_PLACEHOLDER_MARKER = "REPLACE-ME"  # noqa: S105 - a marker, not a credenti
 
 
 class StorageStack(Stack):
-    """Owns the models, datasets, outputs and access-log buckets and the Discord token secret."""
+    """Owns the buckets, the Discord token secret, one ECR repository per image-building system and the alerts topic."""
 
     def __init__(
         self,
@@ -24,6 +28,7 @@ class StorageStack(Stack):
         *,
         config: StorageConfig,
         env_name: str,
+        image_systems: Sequence[str],
         **kwargs: object,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)  # type: ignore[arg-type]
@@ -83,12 +88,31 @@ class StorageStack(Stack):
             ],
         )
 
+        # Deployed before every system stack, so `cdk deploy --all` can push their images into these.
+        self.image_repositories = {
+            system: ImageRepository(
+                self,
+                f"{system.capitalize()}Images",
+                repository_name=f"genart-{env_name}/{system}",
+                description=f"ECR repository of the {system} images (filled by cdk deploy)",
+            )
+            for system in image_systems
+        }
+        self.ops_alerts = OpsAlertsTopic(
+            self,
+            "OpsAlerts",
+            display_name=f"GenArt {env_name} ops alerts",
+            email=config.alerts_email,
+            removal_policy=data_removal,
+        )
+
         for output_id, value, description in (
             ("ModelsBucketName", self.models_bucket.bucket_name, "Models bucket (ONNX generator, diffusers weights)"),
             ("DatasetsBucketName", self.datasets_bucket.bucket_name, "Datasets bucket (training images)"),
             ("OutputsBucketName", self.outputs_bucket.bucket_name, "Outputs bucket (generated images, expiring)"),
             ("AccessLogsBucketName", self.access_logs_bucket.bucket_name, "S3 server access logs"),
             ("BotTokenSecretArn", self.bot_token_secret.secret_arn, "Secret holding the Discord bot token"),
+            ("OpsAlertsTopicArn", self.ops_alerts.topic_arn, "Every system's alarms and failure alerts"),
         ):
             CfnOutput(self, output_id, value=value, description=description)
 

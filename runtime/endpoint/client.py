@@ -16,7 +16,9 @@ import boto3
 import httpx
 from botocore.exceptions import ClientError
 
-ASYNC_INPUT_PREFIX = "async/in/"
+from . import contract
+
+ASYNC_INPUT_PREFIX = contract.ASYNC_INPUT_PREFIX
 
 
 class EndpointCallError(RuntimeError):

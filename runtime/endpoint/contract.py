@@ -17,6 +17,10 @@ MODEL_DIR = "/opt/ml/model"
 # /opt/ml/model is read-only on the instance; the inductor cache lives on the instance's own disk.
 COMPILE_CACHE_DIR = "/tmp/genart-compile-cache"  # noqa: S108 - a path inside the container
 PORT = 8080
+# Asynchronous endpoint: requests are uploaded here and SageMaker writes results and failures beside them.
+ASYNC_INPUT_PREFIX = "async/diffusion/in/"
+ASYNC_OUTPUT_PREFIX = "async/diffusion/out/"
+ASYNC_FAILURE_PREFIX = "async/diffusion/failed/"
 
 
 def model_prefix(model_name: str) -> str:

@@ -14,6 +14,7 @@ import aws_cdk as cdk
 from aws_cdk.assertions import Annotations, Match, Template
 
 from infra.app_builder import GenArtStacks, build_app
+from infra.components.image_repository import assert_one_bootstrap_qualifier
 from infra.config import EnvConfig, load_config
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -71,7 +72,7 @@ def synth_config(config: EnvConfig, context: dict[str, Any] | None = None) -> Sy
     """Build and synthesize the app for an explicit config (for variants cdk.json does not hold)."""
     app = cdk.App(context=context or app_context(), outdir=tempfile.mkdtemp(prefix="cdk-test-"))
     stacks = build_app(app, config)
-    app.synth()
+    assert_one_bootstrap_qualifier(app.synth())
     by_name = {
         stack.stack_name: SynthesizedStack(config.name, stack.stack_name, stack, Template.from_stack(stack))
         for stack in stacks.all()

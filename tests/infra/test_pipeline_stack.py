@@ -73,7 +73,7 @@ def test_pipeline_definition_body_is_the_rendered_json_with_resolving_references
     assert f'{{"Fn::GetAtt": ["{function_id}", "Arn"]}}' in intrinsics
     assert "PublishOutputRefModelsBucket" in intrinsics and "PublishOutputRefDatasetsBucket" in intrinsics
     assert '{"Ref": "ExecutionRole' in intrinsics and "AWS::Partition" in intrinsics
-    assert "container-assets" in intrinsics and ".dkr.ecr." in intrinsics  # the image asset's URI
+    assert "/genart-dev/pipeline:" in intrinsics and ".dkr.ecr." in intrinsics  # the image in Storage's repository
     notify = definition["Steps"][3]
     assert notify["FunctionArn"].startswith("<")
 
@@ -133,10 +133,13 @@ def test_failure_rule_matches_this_pipeline_and_sends_a_readable_message(stack: 
     assert pattern["detail"]["currentPipelineExecutionStatus"] == ["Failed", "Stopped"]
     (arn,) = pattern["detail"]["pipelineArn"]
     assert flatten(arn).endswith(":pipeline/genart-dev-stylegan2")
-    (target,) = rule["Properties"]["Targets"]
+    own, ops = rule["Properties"]["Targets"]
     topic_id, _ = only(stack.json, "AWS::SNS::Topic")
-    assert target["Arn"] == {"Ref": topic_id}
-    transformer = target["InputTransformer"]
+    assert own["Arn"] == {"Ref": topic_id}
+    # The same message also reaches the one ops-alerts topic of the Storage stack.
+    assert "OpsAlerts" in json.dumps(ops["Arn"]) and "GenArt-dev-Storage" in json.dumps(ops["Arn"])
+    assert ops["InputTransformer"] == own["InputTransformer"]
+    transformer = own["InputTransformer"]
     assert transformer["InputPathsMap"]["detail-currentPipelineExecutionStatus"] == (
         "$.detail.currentPipelineExecutionStatus"
     )
@@ -204,7 +207,7 @@ def test_execution_role_is_scoped_to_its_buckets_prefixes_jobs_and_function(stac
     function_id = next(iter(resources_of_type(template, "AWS::Lambda::Function")))
     assert sids["InvokeNotify"]["Resource"] == {"Fn::GetAtt": [function_id, "Arn"]}
     ecr_pull = [s for s in statements(template, role) if "ecr:BatchGetImage" in s["Action"]]
-    assert len(ecr_pull) == 1 and "container-assets" in json.dumps(ecr_pull[0]["Resource"])
+    assert len(ecr_pull) == 1 and "PipelineImagesRepository" in json.dumps(ecr_pull[0]["Resource"])
     # Nothing writes to the datasets bucket and no statement grants a whole service.
     for statement in statements(template, role):
         actions = [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]

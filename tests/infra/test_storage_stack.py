@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Match
 
-from tests.infra.synth import CDK_JSON, REPO_ROOT, SynthesizedStack, resources_of_type, synth_env
+from infra.app_builder import IMAGE_SYSTEMS
+from infra.config import load_config
+from tests.infra.synth import CDK_JSON, REPO_ROOT, SynthesizedStack, resources_of_type, synth_config, synth_env
 
 
 def _storage(env_name: str) -> SynthesizedStack:
@@ -124,6 +126,50 @@ def test_outputs_name_every_bucket_and_the_secret() -> None:
     ):
         assert name in outputs
         assert outputs[name]["Description"]
+
+
+@pytest.mark.parametrize("env_name", ["dev", "prod"])
+def test_one_scanned_repository_per_image_building_system(env_name: str) -> None:
+    repositories = resources_of_type(_storage(env_name).json, "AWS::ECR::Repository").values()
+    assert sorted(r["Properties"]["RepositoryName"] for r in repositories) == [
+        f"genart-{env_name}/{system}" for system in sorted(IMAGE_SYSTEMS)
+    ]
+    for repository in repositories:
+        assert repository["Properties"]["ImageScanningConfiguration"] == {"ScanOnPush": True}
+        assert repository["Properties"]["ImageTagMutability"] == "IMMUTABLE"
+        assert "LifecyclePolicy" in repository["Properties"]
+
+
+@pytest.mark.parametrize("env_name", ["dev", "prod"])
+def test_ops_alerts_topic_is_encrypted_and_admits_alarms_and_rules(env_name: str) -> None:
+    stack = _storage(env_name)
+    (topic,) = [t for k, t in resources_of_type(stack.json, "AWS::SNS::Topic").items() if k.startswith("OpsAlerts")]
+    assert "OpsAlerts" in json.dumps(topic["Properties"]["KmsMasterKeyId"])
+    (policy,) = resources_of_type(stack.json, "AWS::SNS::TopicPolicy").values()
+    principals = {
+        s["Principal"]["Service"]
+        for s in policy["Properties"]["PolicyDocument"]["Statement"]
+        if s["Effect"] == "Allow" and "Service" in s.get("Principal", {})
+    }
+    assert principals == {"cloudwatch.amazonaws.com", "events.amazonaws.com"}
+    assert "OpsAlertsTopicArn" in stack.json["Outputs"]
+
+
+def test_alerts_email_subscribes_to_the_ops_alerts_topic() -> None:
+    config = load_config({"x": {"storage": {"alerts_email": "ops@example.com"}}}, "x")
+    app = synth_config(config)
+    stack = app.by_name[app.stacks.storage.stack_name]
+    (subscription,) = resources_of_type(stack.json, "AWS::SNS::Subscription").values()
+    assert subscription["Properties"]["Endpoint"] == "ops@example.com"
+    assert not resources_of_type(_storage("dev").json, "AWS::SNS::Subscription")
+
+
+@pytest.mark.parametrize("env_name", ["dev", "prod"])
+def test_the_app_has_exactly_its_system_stacks(env_name: str) -> None:
+    app = synth_env(env_name)
+    names = [stack.stack_name for stack in app.stacks.all()]
+    assert names == [f"GenArt-{env_name}-{name}" for name in ("Storage", "Bot", "Pipeline", "Diffusion")]
+    assert sorted(app.by_name) == sorted(names)
 
 
 def test_app_py_fails_synthesis_naming_an_unknown_key() -> None:

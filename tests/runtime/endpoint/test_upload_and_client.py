@@ -126,8 +126,8 @@ def _async_stub(runtime: Any) -> Stubber:
         "invoke_endpoint_async",
         {
             "InferenceId": "x",
-            "OutputLocation": "s3://outputs/async/out/x.out",
-            "FailureLocation": "s3://outputs/async/failed/x-error.out",
+            "OutputLocation": "s3://outputs/async/diffusion/out/x.out",
+            "FailureLocation": "s3://outputs/async/diffusion/failed/x-error.out",
         },
         {
             "EndpointName": "sd-async",
@@ -148,7 +148,7 @@ def test_client_async_uploads_payload_polls_output_and_downloads_s3_images(s3: A
     def sagemaker_finishes(seconds: float) -> None:
         polls.append(seconds)
         if len(polls) == 2:
-            s3.put_object(Bucket="outputs", Key="async/out/x.out", Body=json.dumps(result).encode())
+            s3.put_object(Bucket="outputs", Key="async/diffusion/out/x.out", Body=json.dumps(result).encode())
 
     runtime = boto3.client("sagemaker-runtime", region_name=REGION)
     with _async_stub(runtime):
@@ -163,7 +163,7 @@ def test_client_async_uploads_payload_polls_output_and_downloads_s3_images(s3: A
         )
     assert body == result
     assert len(polls) == 2
-    inputs = s3.list_objects_v2(Bucket="outputs", Prefix="async/in/")["Contents"]
+    inputs = s3.list_objects_v2(Bucket="outputs", Prefix="async/diffusion/in/")["Contents"]
     assert json.loads(s3.get_object(Bucket="outputs", Key=inputs[0]["Key"])["Body"].read()) == {"prompt": "a cat"}
     paths = client.save_images(body, tmp_path, s3=s3)
     assert Image.open(paths[0]).getpixel((0, 0)) == (0, 0, 255)
@@ -171,7 +171,7 @@ def test_client_async_uploads_payload_polls_output_and_downloads_s3_images(s3: A
 
 def test_client_async_reports_failure_object(s3: Any) -> None:
     def sagemaker_fails(_seconds: float) -> None:
-        s3.put_object(Bucket="outputs", Key="async/failed/x-error.out", Body=b'{"error":"invalid_request"}')
+        s3.put_object(Bucket="outputs", Key="async/diffusion/failed/x-error.out", Body=b'{"error":"invalid_request"}')
 
     runtime = boto3.client("sagemaker-runtime", region_name=REGION)
     with _async_stub(runtime), pytest.raises(client.EndpointCallError, match="invalid_request"):

@@ -1,6 +1,8 @@
-"""Autoscaling of the endpoint variant: invocation target tracking (realtime) or scale-to-zero on backlog (async)."""
+"""Autoscaling of a SageMaker variant: invocation tracking (real-time), backlog tracking + wake-from-zero (async)."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from aws_cdk import Aws, Duration
 from aws_cdk import aws_applicationautoscaling as appscaling
@@ -9,37 +11,48 @@ from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
-from infra.config import DiffusionConfig
+from infra.components.endpoint_metrics import endpoint_metric
 
-SAGEMAKER_NAMESPACE = "AWS/SageMaker"
 # The service-linked role Application Auto Scaling creates on first use for SageMaker variants.
 SCALING_ROLE_PATH = (
     "aws-service-role/sagemaker.application-autoscaling.amazonaws.com/"
     "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"
 )
+SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
 
 
-def endpoint_metric(
-    metric_name: str, *, endpoint_name: str, variant_name: str | None = None, statistic: str = "Average"
-) -> cloudwatch.Metric:
-    """An AWS/SageMaker endpoint metric at one-minute resolution (async backlog metrics have no variant)."""
-    dimensions = {"EndpointName": endpoint_name}
-    if variant_name is not None:
-        dimensions["VariantName"] = variant_name
-    return cloudwatch.Metric(
-        namespace=SAGEMAKER_NAMESPACE,
-        metric_name=metric_name,
-        dimensions_map=dimensions,
-        statistic=statistic,
-        period=Duration.minutes(1),
-    )
+@dataclass(frozen=True)
+class EndpointCapacity:
+    """Instance type and scaling bounds of a variant; asynchronous variants may scale to zero."""
+
+    instance_type: str
+    min_instances: int
+    max_instances: int
+    # Real-time: invocations per instance per minute before another instance is added.
+    target_invocations_per_instance: int = 8
+    # Asynchronous: queued requests per instance before another instance is added.
+    target_backlog_per_instance: int = 2
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.min_instances <= self.max_instances or self.max_instances < 1:
+            raise ValueError(
+                f"EndpointCapacity: need 0 <= min_instances <= max_instances and max_instances >= 1, "
+                f"got min_instances={self.min_instances}, max_instances={self.max_instances}"
+            )
 
 
 class EndpointScaling(Construct):
-    """Registers the variant's DesiredInstanceCount between min and max and attaches the policies of its mode."""
+    """Registers DesiredInstanceCount between min and max and attaches the policies of the endpoint's mode."""
 
     def __init__(
-        self, scope: Construct, construct_id: str, *, config: DiffusionConfig, endpoint_name: str, variant_name: str
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        endpoint_name: str,
+        variant_name: str,
+        capacity: EndpointCapacity,
+        asynchronous: bool,
     ) -> None:
         super().__init__(scope, construct_id)
         self.target = appscaling.ScalableTarget(
@@ -47,28 +60,30 @@ class EndpointScaling(Construct):
             "Target",
             service_namespace=appscaling.ServiceNamespace.SAGEMAKER,
             resource_id=f"endpoint/{endpoint_name}/variant/{variant_name}",
-            scalable_dimension="sagemaker:variant:DesiredInstanceCount",
-            min_capacity=config.min_instances,
-            max_capacity=config.max_instances,
+            scalable_dimension=SCALABLE_DIMENSION,
+            min_capacity=capacity.min_instances,
+            max_capacity=capacity.max_instances,
             role=iam.Role.from_role_arn(
                 self, "ServiceLinkedRole", f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:role/{SCALING_ROLE_PATH}"
             ),
         )
         self.wake_alarm: cloudwatch.Alarm | None = None
-        if config.mode == "realtime":
+        if not asynchronous:
             self.target.scale_to_track_metric(
                 "InvocationsPerInstance",
-                target_value=config.target_invocations_per_instance,
+                target_value=capacity.target_invocations_per_instance,
                 predefined_metric=appscaling.PredefinedMetric.SAGEMAKER_VARIANT_INVOCATIONS_PER_INSTANCE,
                 scale_in_cooldown=Duration.minutes(10),
                 scale_out_cooldown=Duration.minutes(5),
             )
             return
-        # Async: track the queue per instance; below target for long enough the variant scales in to zero.
+        # Track the queue per instance; below target for long enough the variant scales in to zero.
         self.target.scale_to_track_metric(
             "BacklogPerInstance",
-            target_value=config.target_backlog_per_instance,
-            custom_metric=endpoint_metric("ApproximateBacklogSizePerInstance", endpoint_name=endpoint_name),
+            target_value=capacity.target_backlog_per_instance,
+            custom_metric=endpoint_metric(
+                "ApproximateBacklogSizePerInstance", endpoint_name=endpoint_name, variant_name=variant_name
+            ),
             scale_in_cooldown=Duration.minutes(10),
             scale_out_cooldown=Duration.minutes(5),
         )
@@ -87,7 +102,7 @@ class EndpointScaling(Construct):
             self,
             "BacklogWithoutCapacity",
             alarm_description="Requests are queued and no instance is running: scale the variant from 0 to 1.",
-            metric=endpoint_metric("HasBacklogWithoutCapacity", endpoint_name=endpoint_name),
+            metric=endpoint_metric("HasBacklogWithoutCapacity", endpoint_name=endpoint_name, variant_name=variant_name),
             threshold=1,
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
             evaluation_periods=2,

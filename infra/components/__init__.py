@@ -1,0 +1,1 @@
+"""Reusable constructs every system composes: endpoint, topics, image publishing; small typed props, grant_* methods."""

@@ -1,0 +1,66 @@
+"""A container image built from a folder of this repository and published by `cdk deploy` into an app-owned repo."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from aws_cdk import Stack
+from aws_cdk import aws_ecr_assets as ecr_assets
+from aws_cdk import aws_iam as iam
+from constructs import Construct
+
+from infra.components.image_repository import ImageRepository
+
+# Kept out of every build context (and the asset hash, so they never trigger a new image).
+DEFAULT_EXCLUDES = ("**/__pycache__", "**/*.pyc", "**/.pytest_cache", "**/.mypy_cache", "**/.ruff_cache")
+
+
+class ImageNotInRepositoryError(ValueError):
+    """The stack's synthesizer would publish the image somewhere other than the repository it was given."""
+
+
+class PublishedImage(Construct):
+    """Owns one Docker image asset; the stack must be synthesized with `repository.asset_synthesizer()`."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        repository: ImageRepository,
+        directory: Path,
+        dockerfile: str = "Dockerfile",
+        exclude: Sequence[str] = (),
+        display_name: str,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.asset = ecr_assets.DockerImageAsset(
+            self,
+            "Asset",
+            directory=str(directory),
+            file=dockerfile,
+            platform=ecr_assets.Platform.LINUX_AMD64,
+            exclude=[*DEFAULT_EXCLUDES, *exclude],
+            display_name=display_name,
+        )
+        published_to = self.asset.repository.repository_name
+        if published_to != repository.repository_name:
+            raise ImageNotInRepositoryError(
+                f"{display_name}: the stack publishes images to {published_to!r}, not {repository.repository_name!r}; "
+                "create the stack with synthesizer=repository.asset_synthesizer()"
+            )
+        self.repository = repository
+        # The CLI publishes a stack's images once the stacks it depends on are deployed, so the repository exists.
+        Stack.of(self).add_stack_dependency(
+            Stack.of(repository), "its images are published into that stack's repository"
+        )
+
+    @property
+    def image_uri(self) -> str:
+        """URI (repository:content-hash tag) of the image."""
+        return self.asset.image_uri
+
+    def grant_pull(self, grantee: iam.IGrantable) -> iam.Grant:
+        """Let grantee pull this image."""
+        return self.repository.grant_pull(grantee)

@@ -1,0 +1,136 @@
+"""ImageRepository and PublishedImage: scanned, immutable, pruned, and pushed to by the role the CLI really uses."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+import pytest
+from aws_cdk.assertions import Template
+
+from infra.components.image_repository import (
+    ImageRepository,
+    MixedBootstrapQualifiersError,
+    UnsupportedSynthesizerError,
+    assert_one_bootstrap_qualifier,
+)
+from infra.components.published_image import ImageNotInRepositoryError, PublishedImage
+from tests.infra.components.conftest import SystemFixture, new_app, only, text
+
+
+def _repository_template(app: cdk.App, synthesizer: cdk.IStackSynthesizer | None = None) -> dict[str, Any]:
+    stack = cdk.Stack(app, "Shared", synthesizer=synthesizer)
+    ImageRepository(stack, "Images", repository_name="genart-test/system", description="d")
+    return Template.from_stack(stack).to_json()  # type: ignore[no-any-return]
+
+
+def _publisher(template: dict[str, Any]) -> str:
+    (statement,) = only(template, "AWS::ECR::Repository")["RepositoryPolicyText"]["Statement"]
+    return text(statement["Principal"])
+
+
+def test_repository_scans_on_push_keeps_tags_immutable_and_prunes_old_images() -> None:
+    repo = only(_repository_template(new_app()), "AWS::ECR::Repository")
+    assert repo["RepositoryName"] == "genart-test/system"
+    assert repo["ImageScanningConfiguration"] == {"ScanOnPush": True}
+    assert repo["ImageTagMutability"] == "IMMUTABLE"
+    rules = json.loads(repo["LifecyclePolicy"]["LifecyclePolicyText"])["rules"]
+    selections = {rule["selection"]["tagStatus"]: rule["selection"] for rule in rules}
+    assert selections["untagged"] == {
+        "tagStatus": "untagged",
+        "countType": "sinceImagePushed",
+        "countNumber": 1,
+        "countUnit": "days",
+    }
+    assert selections["any"] == {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 5}
+
+
+def test_publishing_role_gets_exactly_the_push_actions() -> None:
+    (statement,) = only(_repository_template(new_app()), "AWS::ECR::Repository")["RepositoryPolicyText"]["Statement"]
+    assert sorted(statement["Action"]) == [
+        "ecr:BatchCheckLayerAvailability",
+        "ecr:BatchGetImage",
+        "ecr:CompleteLayerUpload",
+        "ecr:DescribeImages",
+        "ecr:DescribeRepositories",
+        "ecr:GetDownloadUrlForLayer",
+        "ecr:InitiateLayerUpload",
+        "ecr:PutImage",
+        "ecr:UploadLayerPart",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("app_kwargs", "synthesizer", "qualifier"),
+    [
+        ({}, None, "hnb659fds"),
+        ({"context": {"@aws-cdk/core:bootstrapQualifier": "ctxqual"}}, None, "ctxqual"),
+    ],
+    ids=["default", "context"],
+)
+def test_publishing_role_follows_the_bootstrap_qualifier(
+    app_kwargs: dict[str, Any], synthesizer: cdk.IStackSynthesizer | None, qualifier: str
+) -> None:
+    principal = _publisher(_repository_template(new_app(**app_kwargs), synthesizer))
+    assert f"role/cdk-{qualifier}-image-publishing-role-" in principal
+
+
+@pytest.mark.parametrize("shared_synthesizer", ["app-default", "explicit"])
+def test_an_app_whose_stacks_use_different_qualifiers_fails_synthesis_naming_them(
+    docker_context: Path, shared_synthesizer: str
+) -> None:
+    custom = cdk.DefaultStackSynthesizer(qualifier="otherq")
+    app = new_app(default_stack_synthesizer=custom) if shared_synthesizer == "app-default" else new_app()
+    shared = cdk.Stack(app, "Shared", synthesizer=None if shared_synthesizer == "app-default" else custom)
+    repository = ImageRepository(shared, "Images", repository_name="genart-test/system", description="d")
+    system = cdk.Stack(app, "System", synthesizer=repository.asset_synthesizer())
+    PublishedImage(system, "Image", repository=repository, directory=docker_context, display_name="x")
+    with pytest.raises(MixedBootstrapQualifiersError, match=r"'Shared': 'otherq'.*'System': 'hnb659fds'"):
+        assert_one_bootstrap_qualifier(app.synth())
+
+
+def test_cli_credentials_synthesizer_needs_no_repository_grant() -> None:
+    app = new_app(default_stack_synthesizer=cdk.CliCredentialsStackSynthesizer(qualifier="cliq"))
+    repo = only(_repository_template(app), "AWS::ECR::Repository")
+    assert "RepositoryPolicyText" not in repo
+
+
+def test_unsupported_synthesizer_is_refused_with_a_clear_error() -> None:
+    with pytest.raises(UnsupportedSynthesizerError, match="LegacyStackSynthesizer"):
+        _repository_template(new_app(), cdk.LegacyStackSynthesizer())
+
+
+def _destination(stack: cdk.Stack) -> dict[str, Any]:
+    outdir = Path(stack.node.root.outdir)  # type: ignore[attr-defined]
+    manifest = json.loads((outdir / f"{stack.artifact_id}.assets.json").read_text())
+    (image,) = manifest["dockerImages"].values()
+    assert image["source"]["platform"] == "linux/amd64"
+    (destination,) = image["destinations"].values()
+    return destination  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("qualifier", ["hnb659fds", "custom1"])
+def test_consuming_stack_publishes_into_the_repository_as_the_granted_role(
+    docker_context: Path, qualifier: str
+) -> None:
+    app = new_app(context={"@aws-cdk/core:bootstrapQualifier": qualifier})
+    system = SystemFixture(docker_context, app)
+    app.synth()
+    destination = _destination(system.stack)
+    assert destination["repositoryName"] == "genart-test/system"
+    assert f"role/cdk-{qualifier}-image-publishing-role-" in destination["assumeRoleArn"]
+    assert f"role/cdk-{qualifier}-image-publishing-role-" in _publisher(Template.from_stack(system.shared).to_json())
+    # The CLI publishes a stack's images after the stacks it depends on are deployed.
+    assert system.shared in system.stack.dependencies
+    assert_one_bootstrap_qualifier(app.synth())
+
+
+def test_image_in_a_stack_without_the_repository_synthesizer_is_refused(docker_context: Path) -> None:
+    app = new_app()
+    shared = cdk.Stack(app, "Shared")
+    repository = ImageRepository(shared, "Images", repository_name="genart-test/system", description="d")
+    plain = cdk.Stack(app, "Plain")
+    with pytest.raises(ImageNotInRepositoryError, match="asset_synthesizer"):
+        PublishedImage(plain, "Image", repository=repository, directory=docker_context, display_name="x")
