@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from infra.config import ConfigError, DiffusionConfig
+from infra.config import ConfigError, DiffusionConfig, load_config
 from infra.stacks.diffusion_endpoint import endpoint_name
 from tests.infra.synth import SynthesizedStack, resources_of_type, synth_env
 
@@ -283,7 +283,7 @@ def test_outputs_name_the_endpoint_repo_and_async_locations(env_name: str) -> No
 )
 def test_diffusion_settings_are_validated(changes: dict[str, Any], key: str) -> None:
     with pytest.raises(ConfigError, match=key):
-        DiffusionConfig(**changes).validate("diffusion")
+        load_config({"x": {"diffusion": changes}}, "x")
 
 
 def test_endpoint_name_changes_with_mode_and_instance_type_so_either_change_replaces_the_endpoint() -> None:
