@@ -15,7 +15,13 @@ from runtime.bot import contract as bot_contract
 
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _S3_KEY_RE = re.compile(r"^[A-Za-z0-9!_.*'()/-]+$")
+# The family is the part before the dot; Graviton families are a1 and every "<letters><generation>g..." one
+# (t4g, c7g, m6gd, c6gn, x2gd, im4gn, g5g, r8g).
+_GRAVITON_FAMILY_RE = re.compile(r"a1|[a-z]+\d+g.*")
+
 ARM64_INSTANCE_TYPES = ("t4g.small", "t4g.medium", "c7g.medium", "m7g.medium", "c6g.large")
+# Burstable first (the bot idles between requests), then two compute types as extra Spot pools.
+X86_64_INSTANCE_TYPES = ("t3.small", "t3a.small", "t3.medium", "t3a.medium", "c5.large", "c6i.large")
 
 _LOG_RETENTION_DAYS = frozenset(
     {1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653}
@@ -49,6 +55,19 @@ def _matches(pattern: str, message: str) -> AfterValidator:
     return _check(lambda value: regex.fullmatch(value) is not None, message)
 
 
+def _no_duplicates(values: tuple[str, ...]) -> tuple[str, ...]:
+    for value in values:
+        if values.count(value) > 1:
+            _fail(f"{value!r} is listed more than once")
+    return values
+
+
+def architecture_of(instance_type: str) -> Literal["arm64", "x86_64"]:
+    """The CPU architecture of an EC2 instance type, from its family name."""
+    family = instance_type.split(".", 1)[0]
+    return "arm64" if _GRAVITON_FAMILY_RE.fullmatch(family) else "x86_64"
+
+
 Email = Annotated[str, _matches(_EMAIL_RE.pattern, "is not an email address")]
 SageMakerInstanceType = Annotated[str, _check(lambda value: value.startswith("ml."), "must be a SageMaker ml.* type")]
 InstanceType = Annotated[str, _matches(r"[a-z][a-z0-9-]*\.[a-z0-9]+", "{value!r} is not an EC2 instance type")]
@@ -80,10 +99,12 @@ class BotConfig(_Settings):
     """The always-on Discord bot and the fleet that hosts it."""
 
     architecture: Literal["arm64", "x86_64"] = "arm64"
+    # Without instance_types, an x86_64 bot gets X86_64_INSTANCE_TYPES instead of these.
     instance_types: Annotated[
         tuple[InstanceType, ...],
         Field(strict=False),
         _check(lambda types: len(types) >= 1, "needs at least one instance type"),
+        AfterValidator(_no_duplicates),
     ] = ARM64_INSTANCE_TYPES
     target_capacity: Annotated[int, Field(ge=0, le=10)] = 1
     allocation_strategy: Literal["priceCapacityOptimized", "capacityOptimized", "lowestPrice", "diversified"] = (
@@ -105,8 +126,24 @@ class BotConfig(_Settings):
     # Discord user ids (not secrets) allowed to run operator commands such as reload_model.
     operator_ids: Annotated[tuple[DiscordUserId, ...], Field(strict=False)] = ()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _instance_types_follow_architecture(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "instance_types" not in data and data.get("architecture") == "x86_64":
+            return {**data, "instance_types": X86_64_INSTANCE_TYPES}
+        return data
+
     @model_validator(mode="after")
     def _cross_checks(self) -> Self:
+        for index, itype in enumerate(self.instance_types):
+            arch = architecture_of(itype)
+            if arch != self.architecture:
+                kind = "a Graviton (arm64)" if arch == "arm64" else "an x86_64"
+                _fail(
+                    f"{itype!r} is {kind} type but bot.architecture is {self.architecture!r}; list only "
+                    f"{self.architecture} types (or leave instance_types out for the {self.architecture} defaults)",
+                    f"instance_types[{index}]",
+                )
         if self.fleet == "asg" and self.allocation_strategy == "diversified":
             _fail(
                 '"diversified" exists only for Spot Fleet; an Auto Scaling group needs another strategy',
@@ -167,6 +204,7 @@ class PipelineConfig(_Settings):
     export_instance_type: SageMakerInstanceType = "ml.m5.xlarge"
     use_spot: bool = True
     max_run_hours: Annotated[int, Field(ge=1, le=120)] = 24
+    # Only used with use_spot (SageMaker's MaxWaitTimeInSeconds covers the run plus waiting for Spot capacity).
     max_wait_hours: Annotated[int, Field(ge=1)] = 48
     resolution: Annotated[
         int, _check(lambda value: value in (64, 128, 256, 512, 1024), "must be 64, 128, 256, 512 or 1024")
@@ -177,9 +215,9 @@ class PipelineConfig(_Settings):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Self:
-        if self.max_wait_hours < self.max_run_hours:
+        if self.use_spot and self.max_wait_hours < self.max_run_hours:
             _fail(
-                "must be at least max_run_hours (SageMaker rejects a shorter wait)",
+                "must be at least max_run_hours when use_spot is true (SageMaker rejects a shorter wait)",
                 "max_wait_hours",
             )
         return self
@@ -217,6 +255,8 @@ def load_config(envs: Any, env_name: str) -> EnvConfig:
         raise ConfigError(f"env: unknown environment {env_name!r}; cdk.json defines {sorted(envs)}")
     key = f"envs.{env_name}"
     raw = envs[env_name]
+    if "name" in raw:
+        raise ConfigError(f"{key}.name: unknown key; expected one of {_setting_names(EnvConfig)}")
     try:
         return EnvConfig.model_validate({**raw, "name": env_name})
     except ValidationError as error:

@@ -160,6 +160,11 @@ def _error(envs: dict[str, Any], env_name: str = "dev") -> str:
             "envs.dev.bot.instance_types[1]: expected a non-empty string, got 3",
         ),
         (
+            "dev.bot.instance_types",
+            ["t4g.small", "c7g.medium", "t4g.small"],
+            "envs.dev.bot.instance_types: 't4g.small' is listed more than once",
+        ),
+        (
             "dev.bot.operator_ids",
             ["123456789012345678", "alice"],
             "envs.dev.bot.operator_ids[1]: 'alice' is not a Discord user id (17-20 digits)",
@@ -181,6 +186,13 @@ def test_an_unknown_key_is_reported_before_a_bad_value() -> None:
     assert _error(envs).startswith("envs.dev.storage.retain_dataa: unknown key")
 
 
+def test_a_name_key_in_an_env_is_unknown_not_a_rename() -> None:
+    message = _error(_envs_with("dev.name", "prod"))
+    assert message == (
+        "envs.dev.name: unknown key; expected one of ['account', 'bot', 'diffusion', 'pipeline', 'region', 'storage']"
+    )
+
+
 def test_whole_numbers_are_accepted_as_decimals_and_stay_floats() -> None:
     gamma = load_config(_envs_with("dev.pipeline.gamma", 2), "dev").pipeline.gamma
     assert gamma == 2.0 and isinstance(gamma, float)
@@ -199,6 +211,56 @@ def test_diffusion_alarm_email_says_where_it_moved() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("instance_type", "architecture"),
+    [
+        ("a1.large", "arm64"),
+        ("t4g.small", "arm64"),
+        ("c7g.medium", "arm64"),
+        ("m6gd.large", "arm64"),
+        ("c6gn.xlarge", "arm64"),
+        ("x2gd.large", "arm64"),
+        ("im4gn.large", "arm64"),
+        ("g5g.xlarge", "arm64"),
+        ("r8g.large", "arm64"),
+        ("t3.small", "x86_64"),
+        ("m7i-flex.large", "x86_64"),
+        ("g4dn.xlarge", "x86_64"),
+        ("c5n.large", "x86_64"),
+        ("m5d.large", "x86_64"),
+        ("a2.large", "x86_64"),
+    ],
+)
+def test_architecture_of_instance_families(instance_type: str, architecture: str) -> None:
+    from infra.config import architecture_of
+
+    assert architecture_of(instance_type) == architecture
+
+
+def test_graviton_types_need_arm64() -> None:
+    envs = _envs_with("dev.bot", {"architecture": "x86_64", "instance_types": ["t3.small", "t4g.small"]})
+    assert _error(envs) == (
+        "envs.dev.bot.instance_types[1]: 't4g.small' is a Graviton (arm64) type but bot.architecture is 'x86_64'; "
+        "list only x86_64 types (or leave instance_types out for the x86_64 defaults)"
+    )
+
+
+def test_x86_types_need_x86_64() -> None:
+    envs = _envs_with("dev.bot.instance_types", ["t4g.small", "t3.small"])
+    assert _error(envs).startswith(
+        "envs.dev.bot.instance_types[1]: 't3.small' is an x86_64 type but bot.architecture is 'arm64'"
+    )
+
+
+def test_default_instance_types_follow_the_architecture() -> None:
+    from infra.config import architecture_of
+
+    for architecture in ("arm64", "x86_64"):
+        bot = load_config(_envs_with("dev.bot", {"architecture": architecture}), "dev").bot
+        assert bot.instance_types and {architecture_of(t) for t in bot.instance_types} == {architecture}
+    assert load_config({"qa": {}}, "qa").bot.instance_types[0] == "t4g.small"
+
+
 def test_target_capacity_zero_stops_the_bot_and_is_allowed() -> None:
     assert load_config(_envs_with("dev.bot.target_capacity", 0), "dev").bot.target_capacity == 0
 
@@ -206,6 +268,15 @@ def test_target_capacity_zero_stops_the_bot_and_is_allowed() -> None:
 def test_min_instances_above_max_instances_is_rejected() -> None:
     envs = _envs_with("dev.diffusion", {"min_instances": 3, "max_instances": 2})
     assert _error(envs) == "envs.dev.diffusion.min_instances: must be 0..max_instances in async mode"
+
+
+def test_max_wait_hours_only_matters_with_spot() -> None:
+    settings = {"max_run_hours": 24, "max_wait_hours": 12}
+    assert _error(_envs_with("dev.pipeline", {**settings, "use_spot": True})) == (
+        "envs.dev.pipeline.max_wait_hours: must be at least max_run_hours when use_spot is true "
+        "(SageMaker rejects a shorter wait)"
+    )
+    assert load_config(_envs_with("dev.pipeline", {**settings, "use_spot": False}), "dev").pipeline.max_wait_hours == 12
 
 
 def test_configuration_doc_documents_no_removed_setting() -> None:
