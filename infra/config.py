@@ -7,7 +7,7 @@ import typing
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, NoReturn, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, Field, ValidationError, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails, PydanticCustomError
 
@@ -74,17 +74,19 @@ InstanceType = Annotated[str, _matches(r"[a-z][a-z0-9-]*\.[a-z0-9]+", "{value!r}
 DiscordUserId = Annotated[str, _matches(r"\d{17,20}", "{value!r} is not a Discord user id (17-20 digits)")]
 
 
-class _Settings(BaseModel):
-    """Base of every settings model: immutable, no unknown keys, no type coercion (lists become tuples)."""
+class _Settings(BaseModel, frozen=True, extra="forbid", strict=True, str_min_length=1):
+    """Base of every settings model: immutable, no unknown keys, no type coercion (lists become tuples).
 
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, str_min_length=1)
+    Config is given as class keywords, and each model repeats frozen=True, so that mypy (no pydantic plugin)
+    sees the models as frozen and rejects assignments, as it did for the frozen dataclasses.
+    """
 
     def __setattr__(self, name: str, value: Any) -> NoReturn:
         # Like a frozen dataclass: assignment is an AttributeError (pydantic's own frozen check raises a ValueError).
         raise AttributeError(f"{type(self).__name__} is frozen; cannot set {name!r}")
 
 
-class StorageConfig(_Settings):
+class StorageConfig(_Settings, frozen=True):
     """Buckets, the bot token secret and the ops-alerts topic."""
 
     # False only for throwaway environments: data buckets are emptied and deleted with the stack.
@@ -95,7 +97,7 @@ class StorageConfig(_Settings):
     alerts_email: Email | None = None
 
 
-class BotConfig(_Settings):
+class BotConfig(_Settings, frozen=True):
     """The always-on Discord bot and the fleet that hosts it."""
 
     architecture: Literal["arm64", "x86_64"] = "arm64"
@@ -152,7 +154,7 @@ class BotConfig(_Settings):
         return self
 
 
-class DiffusionConfig(_Settings):
+class DiffusionConfig(_Settings, frozen=True):
     """The Stable Diffusion endpoint."""
 
     # "async" scales to zero and wakes on backlog; "realtime" keeps min_instances >= 1 warm.
@@ -193,7 +195,7 @@ class DiffusionConfig(_Settings):
         return self
 
 
-class PipelineConfig(_Settings):
+class PipelineConfig(_Settings, frozen=True):
     """The StyleGAN2 training pipeline and its notifications."""
 
     # Pipeline run results (not alerts: those go to storage.alerts_email).
@@ -223,7 +225,7 @@ class PipelineConfig(_Settings):
         return self
 
 
-class EnvConfig(_Settings):
+class EnvConfig(_Settings, frozen=True):
     """One deployment environment (dev, prod, ...): where it goes and how each system is sized."""
 
     # The key of the environment in "envs", not a setting.
