@@ -1,224 +1,244 @@
-"""Typed, validated settings parsed from the "envs" block of cdk.json."""
+"""Typed, validated settings parsed from the "envs" block of cdk.json (frozen pydantic models)."""
 
 from __future__ import annotations
 
-import dataclasses
 import re
-import types
 import typing
-from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar, Union
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, NoReturn, Self
+
+from pydantic import AfterValidator, BaseModel, Field, ValidationError, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 from runtime.bot import contract as bot_contract
 
-T = TypeVar("T")
-
-_ACCOUNT_RE = re.compile(r"^\d{12}$")
-_REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _S3_KEY_RE = re.compile(r"^[A-Za-z0-9!_.*'()/-]+$")
+# The family is the part before the dot; Graviton families are a1 and every "<letters><generation>g..." one
+# (t4g, c7g, m6gd, c6gn, x2gd, im4gn, g5g, r8g).
+_GRAVITON_FAMILY_RE = re.compile(r"a1|[a-z]+\d+g.*")
+
+ARM64_INSTANCE_TYPES = ("t4g.small", "t4g.medium", "c7g.medium", "m7g.medium", "c6g.large")
+# Burstable first (the bot idles between requests), then two compute types as extra Spot pools.
+X86_64_INSTANCE_TYPES = ("t3.small", "t3a.small", "t3.medium", "t3a.medium", "c5.large", "c6i.large")
+
+_LOG_RETENTION_DAYS = frozenset(
+    {1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653}
+)
+# Appended to a range error for these keys.
+_RANGE_NOTES = {"startup_timeout_seconds": "SageMaker's limits", "download_timeout_seconds": "SageMaker's limits"}
 
 
 class ConfigError(ValueError):
     """A cdk.json setting is unknown, missing or has a bad value; the message names the key."""
 
 
-def _require(condition: bool, key: str, message: str) -> None:
-    if not condition:
-        raise ConfigError(f"{key}: {message}")
+def _fail(message: str, field: str = "") -> NoReturn:
+    """Reject a value; field names the key below the model being validated ("" for the value's own key)."""
+    raise PydanticCustomError("config", "{message}", {"message": message, "field": field})
 
 
-@dataclass(frozen=True)
-class StorageConfig:
-    """Buckets and the bot token secret."""
+def _check(test: Callable[[Any], bool], message: str) -> AfterValidator:
+    """A validator that rejects values failing test; message may use {value!r}."""
+
+    def validate(value: Any) -> Any:
+        if not test(value):
+            _fail(message.format(value=value))
+        return value
+
+    return AfterValidator(validate)
+
+
+def _matches(pattern: str, message: str) -> AfterValidator:
+    regex = re.compile(pattern)
+    return _check(lambda value: regex.fullmatch(value) is not None, message)
+
+
+def _no_duplicates(values: tuple[str, ...]) -> tuple[str, ...]:
+    for value in values:
+        if values.count(value) > 1:
+            _fail(f"{value!r} is listed more than once")
+    return values
+
+
+def architecture_of(instance_type: str) -> Literal["arm64", "x86_64"]:
+    """The CPU architecture of an EC2 instance type, from its family name."""
+    family = instance_type.split(".", 1)[0]
+    return "arm64" if _GRAVITON_FAMILY_RE.fullmatch(family) else "x86_64"
+
+
+Email = Annotated[str, _matches(_EMAIL_RE.pattern, "is not an email address")]
+SageMakerInstanceType = Annotated[str, _check(lambda value: value.startswith("ml."), "must be a SageMaker ml.* type")]
+InstanceType = Annotated[str, _matches(r"[a-z][a-z0-9-]*\.[a-z0-9]+", "{value!r} is not an EC2 instance type")]
+DiscordUserId = Annotated[str, _matches(r"\d{17,20}", "{value!r} is not a Discord user id (17-20 digits)")]
+
+
+class _Settings(BaseModel, frozen=True, extra="forbid", strict=True, str_min_length=1):
+    """Base of every settings model: immutable, no unknown keys, no type coercion (lists become tuples).
+
+    Config is given as class keywords, and each model repeats frozen=True, so that mypy (no pydantic plugin)
+    sees the models as frozen and rejects assignments, as it did for the frozen dataclasses.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> NoReturn:
+        # Like a frozen dataclass: assignment is an AttributeError (pydantic's own frozen check raises a ValueError).
+        raise AttributeError(f"{type(self).__name__} is frozen; cannot set {name!r}")
+
+
+class StorageConfig(_Settings, frozen=True):
+    """Buckets, the bot token secret and the ops-alerts topic."""
 
     # False only for throwaway environments: data buckets are emptied and deleted with the stack.
     retain_data: bool = True
-    outputs_expiry_days: int = 30
-    access_logs_expiry_days: int = 365
-    alerts_email: str | None = None
-
-    def validate(self, key: str) -> None:
-        _require(1 <= self.outputs_expiry_days <= 3650, f"{key}.outputs_expiry_days", "must be 1..3650")
-        _require(1 <= self.access_logs_expiry_days <= 3650, f"{key}.access_logs_expiry_days", "must be 1..3650")
+    outputs_expiry_days: Annotated[int, Field(ge=1, le=3650)] = 30
+    access_logs_expiry_days: Annotated[int, Field(ge=1, le=3650)] = 365
+    # Subscribed to the one ops-alerts SNS topic every system's alarms notify.
+    alerts_email: Email | None = None
 
 
-@dataclass(frozen=True)
-class BotConfig:
+class BotConfig(_Settings, frozen=True):
     """The always-on Discord bot and the fleet that hosts it."""
 
     architecture: Literal["arm64", "x86_64"] = "arm64"
-    instance_types: tuple[str, ...] = ("t4g.small", "t4g.medium", "c7g.medium", "m7g.medium", "c6g.large")
-    target_capacity: int = 1
+    # Without instance_types, an x86_64 bot gets X86_64_INSTANCE_TYPES instead of these.
+    instance_types: Annotated[
+        tuple[InstanceType, ...],
+        Field(strict=False),
+        _check(lambda types: len(types) >= 1, "needs at least one instance type"),
+        AfterValidator(_no_duplicates),
+    ] = ARM64_INSTANCE_TYPES
+    target_capacity: Annotated[int, Field(ge=0, le=10)] = 1
     allocation_strategy: Literal["priceCapacityOptimized", "capacityOptimized", "lowestPrice", "diversified"] = (
         "priceCapacityOptimized"
     )
     # "spot-fleet" (default) or "asg": an Auto Scaling group with a mixed-instances policy, for
     # accounts whose policies forbid Spot Fleet requests.
     fleet: Literal["spot-fleet", "asg"] = "spot-fleet"
-    log_retention_days: int = 30
-    model_key: str = bot_contract.DEFAULT_MODEL_KEY
-    # Discord user ids (not secrets) allowed to run operator commands such as reload_model.
-    operator_ids: tuple[str, ...] = ()
-
-    def validate(self, key: str) -> None:
-        _require(len(self.instance_types) >= 1, f"{key}.instance_types", "needs at least one instance type")
-        for itype in self.instance_types:
-            _require(
-                re.fullmatch(r"[a-z][a-z0-9-]*\.[a-z0-9]+", itype) is not None,
-                f"{key}.instance_types",
-                f"{itype!r} is not an EC2 instance type",
-            )
-        _require(0 <= self.target_capacity <= 10, f"{key}.target_capacity", "must be 0..10")
-        _require(
-            self.log_retention_days in _LOG_RETENTION_DAYS,
-            f"{key}.log_retention_days",
-            f"must be one of {sorted(_LOG_RETENTION_DAYS)}",
-        )
-        _require(
-            _S3_KEY_RE.fullmatch(self.model_key) is not None and self.model_key.endswith(".onnx"),
-            f"{key}.model_key",
+    log_retention_days: Annotated[
+        int, _check(lambda days: days in _LOG_RETENTION_DAYS, f"must be one of {sorted(_LOG_RETENTION_DAYS)}")
+    ] = 30
+    model_key: Annotated[
+        str,
+        _check(
+            lambda key: _S3_KEY_RE.fullmatch(key) is not None and key.endswith(".onnx"),
             "must be an S3 key ending in .onnx",
-        )
-        _require(
-            not (self.fleet == "asg" and self.allocation_strategy == "diversified"),
-            f"{key}.allocation_strategy",
-            '"diversified" exists only for Spot Fleet; an Auto Scaling group needs another strategy',
-        )
-        for user_id in self.operator_ids:
-            _require(
-                re.fullmatch(r"\d{17,20}", user_id) is not None,
-                f"{key}.operator_ids",
-                f"{user_id!r} is not a Discord user id (17-20 digits)",
+        ),
+    ] = bot_contract.DEFAULT_MODEL_KEY
+    # Discord user ids (not secrets) allowed to run operator commands such as reload_model.
+    operator_ids: Annotated[tuple[DiscordUserId, ...], Field(strict=False)] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _instance_types_follow_architecture(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "instance_types" not in data and data.get("architecture") == "x86_64":
+            return {**data, "instance_types": X86_64_INSTANCE_TYPES}
+        return data
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Self:
+        for index, itype in enumerate(self.instance_types):
+            arch = architecture_of(itype)
+            if arch != self.architecture:
+                kind = "a Graviton (arm64)" if arch == "arm64" else "an x86_64"
+                _fail(
+                    f"{itype!r} is {kind} type but bot.architecture is {self.architecture!r}; list only "
+                    f"{self.architecture} types (or leave instance_types out for the {self.architecture} defaults)",
+                    f"instance_types[{index}]",
+                )
+        if self.fleet == "asg" and self.allocation_strategy == "diversified":
+            _fail(
+                '"diversified" exists only for Spot Fleet; an Auto Scaling group needs another strategy',
+                "allocation_strategy",
             )
+        return self
 
 
-@dataclass(frozen=True)
-class DiffusionConfig:
+class DiffusionConfig(_Settings, frozen=True):
     """The Stable Diffusion endpoint."""
 
     # "async" scales to zero and wakes on backlog; "realtime" keeps min_instances >= 1 warm.
     mode: Literal["async", "realtime"] = "async"
-    instance_type: str = "ml.g5.xlarge"
+    instance_type: SageMakerInstanceType = "ml.g5.xlarge"
     min_instances: int = 0
-    max_instances: int = 1
-    model_name: str = "sd15"
-    max_concurrent_invocations_per_instance: int = 4
-    target_invocations_per_instance: int = 8
+    max_instances: Annotated[int, Field(ge=1, le=20)] = 1
+    model_name: Annotated[str, _matches(r"[a-z0-9][a-z0-9-]{0,62}", "must be lowercase letters, digits and dashes")] = (
+        "sd15"
+    )
+    max_concurrent_invocations_per_instance: Annotated[int, Field(ge=1, le=64)] = 4
+    target_invocations_per_instance: Annotated[int, Field(ge=1, le=1000)] = 8
     # Cold torch.compile warm-up runs before /ping turns healthy; a warm compile cache makes it much shorter.
-    startup_timeout_seconds: int = 1800
-    download_timeout_seconds: int = 1200
+    startup_timeout_seconds: Annotated[int, Field(ge=60, le=3600)] = 1800
+    download_timeout_seconds: Annotated[int, Field(ge=60, le=3600)] = 1200
     # Async target tracking: queued requests per instance before another instance is added.
-    target_backlog_per_instance: int = 2
-    latency_alarm_p90_seconds: int = 30
-    backlog_age_alarm_seconds: int = 1800
+    target_backlog_per_instance: Annotated[int, Field(ge=1, le=100)] = 2
+    latency_alarm_p90_seconds: Annotated[int, Field(ge=1, le=3600)] = 30
+    backlog_age_alarm_seconds: Annotated[int, Field(ge=60, le=86400)] = 1800
 
-    def validate(self, key: str) -> None:
-        _require(self.instance_type.startswith("ml."), f"{key}.instance_type", "must be a SageMaker ml.* type")
-        _require(
-            re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", self.model_name) is not None,
-            f"{key}.model_name",
-            "must be lowercase letters, digits and dashes",
-        )
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "alarm_email" in data:
+            _fail("moved to storage.alerts_email (every system's alarms go to the one ops-alerts topic)", "alarm_email")
+        return data
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Self:
         low = 0 if self.mode == "async" else 1
-        _require(
-            low <= self.min_instances <= self.max_instances,
-            f"{key}.min_instances",
-            f"must be {low}..max_instances in {self.mode} mode",
-        )
-        _require(1 <= self.max_instances <= 20, f"{key}.max_instances", "must be 1..20")
-        _require(
-            1 <= self.max_concurrent_invocations_per_instance <= 64,
-            f"{key}.max_concurrent_invocations_per_instance",
-            "must be 1..64",
-        )
-        _require(
-            1 <= self.target_invocations_per_instance <= 1000,
-            f"{key}.target_invocations_per_instance",
-            "must be 1..1000",
-        )
-        for name in ("startup_timeout_seconds", "download_timeout_seconds"):
-            _require(60 <= getattr(self, name) <= 3600, f"{key}.{name}", "must be 60..3600 (SageMaker's limits)")
-        _require(1 <= self.target_backlog_per_instance <= 100, f"{key}.target_backlog_per_instance", "must be 1..100")
-        _require(1 <= self.latency_alarm_p90_seconds <= 3600, f"{key}.latency_alarm_p90_seconds", "must be 1..3600")
-        _require(60 <= self.backlog_age_alarm_seconds <= 86400, f"{key}.backlog_age_alarm_seconds", "must be 60..86400")
+        if not low <= self.min_instances <= self.max_instances:
+            _fail(f"must be {low}..max_instances in {self.mode} mode", "min_instances")
+        return self
 
 
-@dataclass(frozen=True)
-class PipelineConfig:
+class PipelineConfig(_Settings, frozen=True):
     """The StyleGAN2 training pipeline and its notifications."""
 
-    notification_email: str | None = None
-    processing_instance_type: str = "ml.m5.xlarge"
-    training_instance_type: str = "ml.g5.2xlarge"
-    training_instance_count: int = 1
-    export_instance_type: str = "ml.m5.xlarge"
+    # Pipeline run results (not alerts: those go to storage.alerts_email).
+    notification_email: Email | None = None
+    processing_instance_type: SageMakerInstanceType = "ml.m5.xlarge"
+    training_instance_type: SageMakerInstanceType = "ml.g5.2xlarge"
+    training_instance_count: Annotated[int, Field(ge=1, le=8)] = 1
+    export_instance_type: SageMakerInstanceType = "ml.m5.xlarge"
     use_spot: bool = True
-    max_run_hours: int = 24
-    max_wait_hours: int = 48
-    resolution: int = 256
-    kimg: int = 1000
-    batch: int = 32
-    gamma: float = 1.0
+    max_run_hours: Annotated[int, Field(ge=1, le=120)] = 24
+    # Only used with use_spot (SageMaker's MaxWaitTimeInSeconds covers the run plus waiting for Spot capacity).
+    max_wait_hours: Annotated[int, Field(ge=1)] = 48
+    resolution: Annotated[
+        int, _check(lambda value: value in (64, 128, 256, 512, 1024), "must be 64, 128, 256, 512 or 1024")
+    ] = 256
+    kimg: Annotated[int, Field(ge=1, le=100_000)] = 1000
+    batch: Annotated[int, Field(ge=1, le=1024)] = 32
+    gamma: Annotated[float, Field(ge=0, le=1000)] = 1.0
 
-    def validate(self, key: str) -> None:
-        if self.notification_email is not None:
-            _require(
-                _EMAIL_RE.fullmatch(self.notification_email) is not None,
-                f"{key}.notification_email",
-                "is not an email address",
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Self:
+        if self.use_spot and self.max_wait_hours < self.max_run_hours:
+            _fail(
+                "must be at least max_run_hours when use_spot is true (SageMaker rejects a shorter wait)",
+                "max_wait_hours",
             )
-        for name in ("processing_instance_type", "training_instance_type", "export_instance_type"):
-            _require(getattr(self, name).startswith("ml."), f"{key}.{name}", "must be a SageMaker ml.* type")
-        _require(1 <= self.training_instance_count <= 8, f"{key}.training_instance_count", "must be 1..8")
-        _require(1 <= self.max_run_hours <= 120, f"{key}.max_run_hours", "must be 1..120")
-        _require(
-            self.max_wait_hours >= self.max_run_hours,
-            f"{key}.max_wait_hours",
-            "must be at least max_run_hours (SageMaker rejects a shorter wait)",
-        )
-        _require(self.resolution in (64, 128, 256, 512, 1024), f"{key}.resolution", "must be 64, 128, 256, 512 or 1024")
-        _require(1 <= self.kimg <= 100_000, f"{key}.kimg", "must be 1..100000")
-        _require(1 <= self.batch <= 1024, f"{key}.batch", "must be 1..1024")
-        _require(0 <= self.gamma <= 1000, f"{key}.gamma", "must be 0..1000")
+        return self
 
 
-@dataclass(frozen=True)
-class EnvConfig:
+class EnvConfig(_Settings, frozen=True):
     """One deployment environment (dev, prod, ...): where it goes and how each system is sized."""
 
-    name: str
-    account: str | None = None
-    region: str | None = None
-    storage: StorageConfig = field(default_factory=StorageConfig)
-    bot: BotConfig = field(default_factory=BotConfig)
-    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
-    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
-
-    def validate(self, key: str) -> None:
-        _require(
-            re.fullmatch(r"[a-z][a-z0-9]{0,15}", self.name) is not None,
-            key,
-            "environment names are 1-16 lowercase letters/digits, starting with a letter",
-        )
-        if self.account is not None:
-            _require(_ACCOUNT_RE.fullmatch(self.account) is not None, f"{key}.account", "must be 12 digits")
-        if self.region is not None:
-            _require(_REGION_RE.fullmatch(self.region) is not None, f"{key}.region", "is not an AWS region name")
-        self.storage.validate(f"{key}.storage")
-        self.bot.validate(f"{key}.bot")
-        self.diffusion.validate(f"{key}.diffusion")
-        self.pipeline.validate(f"{key}.pipeline")
+    # The key of the environment in "envs", not a setting.
+    name: Annotated[
+        str,
+        _matches(r"[a-z][a-z0-9]{0,15}", "environment names are 1-16 lowercase letters/digits, starting with a letter"),
+    ]
+    account: Annotated[str, _matches(r"\d{12}", "must be 12 digits")] | None = None
+    region: Annotated[str, _matches(r"[a-z]{2}(-[a-z]+)+-\d", "is not an AWS region name")] | None = None
+    storage: StorageConfig = StorageConfig()
+    bot: BotConfig = BotConfig()
+    diffusion: DiffusionConfig = DiffusionConfig()
+    pipeline: PipelineConfig = PipelineConfig()
 
     @property
     def prefix(self) -> str:
         """Prefix for stack names, so several environments share one account."""
         return f"GenArt-{self.name}"
-
-
-_LOG_RETENTION_DAYS = frozenset(
-    {1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653}
-)
 
 
 def load_config(envs: Any, env_name: str) -> EnvConfig:
@@ -231,64 +251,74 @@ def load_config(envs: Any, env_name: str) -> EnvConfig:
     if env_name not in envs:
         raise ConfigError(f"env: unknown environment {env_name!r}; cdk.json defines {sorted(envs)}")
     key = f"envs.{env_name}"
-    config = _build(EnvConfig, {"name": env_name, **envs[env_name]}, key)
-    config.validate(key)
-    return config
+    raw = envs[env_name]
+    if "name" in raw:
+        raise ConfigError(f"{key}.name: unknown key; expected one of {_setting_names(EnvConfig)}")
+    try:
+        return EnvConfig.model_validate({**raw, "name": env_name})
+    except ValidationError as error:
+        raise ConfigError(_message(error, key)) from None
 
 
-def _build(cls: type[T], raw: dict[str, Any], key: str) -> T:
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(raw) - set(fields))
-    if unknown:
-        raise ConfigError(f"{key}.{unknown[0]}: unknown key; expected one of {sorted(fields)}")
-    values: dict[str, Any] = {}
-    for name, value in raw.items():
-        values[name] = _coerce(hints[name], value, f"{key}.{name}")
-    missing = [
-        n
-        for n, f in fields.items()
-        if n not in values and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-    ]
-    if missing:
-        raise ConfigError(f"{key}.{missing[0]}: required key is missing")
-    return cls(**values)
+def _setting_names(model: type[BaseModel]) -> list[str]:
+    return sorted(set(model.model_fields) - {"name"} if model is EnvConfig else model.model_fields)
 
 
-def _coerce(hint: Any, value: Any, key: str) -> Any:
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin in (Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _coerce(inner, value, key)
-    if origin is Literal:
-        if value not in args:
-            raise ConfigError(f"{key}: {value!r} is not one of {list(args)}")
-        return value
-    if origin is tuple:
-        if not isinstance(value, list):
-            raise ConfigError(f"{key}: expected a list, got {type(value).__name__}")
-        return tuple(_coerce(args[0], v, f"{key}[{i}]") for i, v in enumerate(value))
-    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected an object, got {type(value).__name__}")
-        return _build(hint, value, key)
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected true or false, got {value!r}")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str) or not value:
-            raise ConfigError(f"{key}: expected a non-empty string, got {value!r}")
-        return value
-    raise ConfigError(f"{key}: unsupported setting type {hint!r}")  # pragma: no cover
+def _message(error: ValidationError, key: str) -> str:
+    """One error of a failed validation as "<key path>: <what is wrong>"; an unknown key is reported first."""
+    details = sorted(error.errors(), key=lambda detail: detail["type"] != "extra_forbidden")[0]
+    loc = tuple(details["loc"])
+    ctx = details.get("ctx") or {}
+    if details["type"] == "config" and ctx["field"]:
+        loc = (*loc, ctx["field"])
+    path = key
+    for part in loc if loc != ("name",) else ():
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return f"{path}: {_describe(details, loc)}"
+
+
+def _describe(details: ErrorDetails, loc: tuple[int | str, ...]) -> str:
+    kind, value, ctx = details["type"], details["input"], details.get("ctx") or {}
+    parent, info = _field_at(loc)
+    if kind == "config":
+        return str(ctx["message"])
+    if kind == "extra_forbidden" and parent is not None:
+        return f"unknown key; expected one of {_setting_names(parent)}"
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "literal_error" and info is not None:
+        return f"{value!r} is not one of {list(typing.get_args(info.annotation))}"
+    if kind in ("greater_than_equal", "less_than_equal") and info is not None:
+        low = next((m.ge for m in info.metadata if hasattr(m, "ge")), None)
+        high = next((m.le for m in info.metadata if hasattr(m, "le")), None)
+        text = f"must be {low}..{high}" if high is not None else f"must be at least {low}"
+        note = _RANGE_NOTES.get(str(loc[-1]))
+        return f"{text} ({note})" if note else text
+    simple = {
+        "bool_type": f"expected true or false, got {value!r}",
+        "int_type": f"expected an integer, got {value!r}",
+        "float_type": f"expected a number, got {value!r}",
+        "string_type": f"expected a non-empty string, got {value!r}",
+        "string_too_short": f"expected a non-empty string, got {value!r}",
+        "tuple_type": f"expected a list, got {type(value).__name__}",
+        "model_type": f"expected an object, got {type(value).__name__}",
+    }
+    return simple.get(kind, details["msg"])
+
+
+def _field_at(loc: tuple[int | str, ...]) -> tuple[type[BaseModel] | None, FieldInfo | None]:
+    """The model that holds the key at loc (for an unknown key: the model it was given to) and the key's field."""
+    model: type[BaseModel] | None = EnvConfig
+    parent: type[BaseModel] | None = None
+    info: FieldInfo | None = None
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if model is None:
+            return None, None
+        parent, info = model, model.model_fields.get(part)
+        if info is None:
+            return parent, None
+        annotation = info.annotation
+        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    return parent, info

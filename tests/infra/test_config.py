@@ -62,7 +62,11 @@ def test_list_becomes_tuple_and_account_region_are_kept() -> None:
         ("dev.storage.retain_data", "yes", r"envs\.dev\.storage\.retain_data: expected true or false"),
         ("dev.diffusion.mode", "serverless", r"envs\.dev\.diffusion\.mode: 'serverless' is not one of"),
         ("dev.bot.instance_types", "t4g.small", r"envs\.dev\.bot\.instance_types: expected a list"),
-        ("dev.bot.instance_types", ["t4g small"], r"envs\.dev\.bot\.instance_types: 't4g small' is not"),
+        (
+            "dev.bot.instance_types",
+            ["t4g small"],
+            r"envs\.dev\.bot\.instance_types\[0\]: 't4g small' is not an EC2 instance type",
+        ),
         ("dev.bot.log_retention_days", 8, r"envs\.dev\.bot\.log_retention_days: must be one of"),
         ("dev.account", "12345", r"envs\.dev\.account: must be 12 digits"),
         ("dev.region", "mars-1", r"envs\.dev\.region: is not an AWS region"),
@@ -105,13 +109,186 @@ def test_config_is_frozen() -> None:
 
 
 def test_configuration_doc_names_every_setting() -> None:
-    import dataclasses
-
     from infra.config import BotConfig, DiffusionConfig, PipelineConfig, StorageConfig
 
     doc = (REPO_ROOT / "docs" / "configuration.md").read_text()
     for cls in (EnvConfig, StorageConfig, BotConfig, DiffusionConfig, PipelineConfig):
-        for f in dataclasses.fields(cls):
-            if f.name in ("name", "storage", "bot", "diffusion", "pipeline"):
+        for name in cls.model_fields:
+            if name in ("name", "storage", "bot", "diffusion", "pipeline"):
                 continue
-            assert f"`{f.name}`" in doc, f"docs/configuration.md does not document {cls.__name__}.{f.name}"
+            assert f"`{name}`" in doc, f"docs/configuration.md does not document {cls.__name__}.{name}"
+
+
+def _error(envs: dict[str, Any], env_name: str = "dev") -> str:
+    with pytest.raises(ConfigError) as caught:
+        load_config(envs, env_name)
+    return str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        (
+            "dev.storage.retain_dataa",
+            False,
+            "envs.dev.storage.retain_dataa: unknown key; expected one of "
+            "['access_logs_expiry_days', 'alerts_email', 'outputs_expiry_days', 'retain_data']",
+        ),
+        ("dev.storage.outputs_expiry_days", "7", "envs.dev.storage.outputs_expiry_days: expected an integer, got '7'"),
+        ("dev.storage.outputs_expiry_days", 7.0, "envs.dev.storage.outputs_expiry_days: expected an integer, got 7.0"),
+        ("dev.storage.outputs_expiry_days", 3651, "envs.dev.storage.outputs_expiry_days: must be 1..3650"),
+        ("dev.storage.alerts_email", "ops", "envs.dev.storage.alerts_email: is not an email address"),
+        ("dev.storage", [], "envs.dev.storage: expected an object, got list"),
+        (
+            "dev.diffusion.mode",
+            "serverless",
+            "envs.dev.diffusion.mode: 'serverless' is not one of ['async', 'realtime']",
+        ),
+        ("dev.diffusion.model_name", "", "envs.dev.diffusion.model_name: expected a non-empty string, got ''"),
+        (
+            "dev.diffusion.startup_timeout_seconds",
+            30,
+            "envs.dev.diffusion.startup_timeout_seconds: must be 60..3600 (SageMaker's limits)",
+        ),
+        ("dev.pipeline.gamma", True, "envs.dev.pipeline.gamma: expected a number, got True"),
+        ("dev.pipeline.gamma", "1.0", "envs.dev.pipeline.gamma: expected a number, got '1.0'"),
+        ("dev.pipeline.max_wait_hours", 0, "envs.dev.pipeline.max_wait_hours: must be at least 1"),
+        ("dev.bot.instance_types", [], "envs.dev.bot.instance_types: needs at least one instance type"),
+        (
+            "dev.bot.instance_types",
+            ["t4g.small", 3],
+            "envs.dev.bot.instance_types[1]: expected a non-empty string, got 3",
+        ),
+        (
+            "dev.bot.instance_types",
+            ["t4g.small", "c7g.medium", "t4g.small"],
+            "envs.dev.bot.instance_types: 't4g.small' is listed more than once",
+        ),
+        (
+            "dev.bot.operator_ids",
+            ["123456789012345678", "alice"],
+            "envs.dev.bot.operator_ids[1]: 'alice' is not a Discord user id (17-20 digits)",
+        ),
+        ("dev.account", 123456789012, "envs.dev.account: expected a non-empty string, got 123456789012"),
+    ],
+)
+def test_messages_name_the_key_path_and_the_value(path: str, value: Any, message: str) -> None:
+    assert _error(_envs_with(path, value)) == message
+
+
+def test_an_item_error_names_its_index_in_prod() -> None:
+    envs = _envs_with("prod.bot.instance_types", ["t4g.small", "t4g small"])
+    assert _error(envs, "prod") == "envs.prod.bot.instance_types[1]: 't4g small' is not an EC2 instance type"
+
+
+def test_an_unknown_key_is_reported_before_a_bad_value() -> None:
+    envs = _envs_with("dev.storage", {"outputs_expiry_days": 0, "retain_dataa": True})
+    assert _error(envs).startswith("envs.dev.storage.retain_dataa: unknown key")
+
+
+def test_a_name_key_in_an_env_is_unknown_not_a_rename() -> None:
+    message = _error(_envs_with("dev.name", "prod"))
+    assert message == (
+        "envs.dev.name: unknown key; expected one of ['account', 'bot', 'diffusion', 'pipeline', 'region', 'storage']"
+    )
+
+
+def test_whole_numbers_are_accepted_as_decimals_and_stay_floats() -> None:
+    gamma = load_config(_envs_with("dev.pipeline.gamma", 2), "dev").pipeline.gamma
+    assert gamma == 2.0 and isinstance(gamma, float)
+
+
+def test_alerts_email_is_a_storage_setting() -> None:
+    config = load_config(_envs_with("dev.storage.alerts_email", "ops@example.com"), "dev")
+    assert config.storage.alerts_email == "ops@example.com"
+    assert load_config(ENVS, "dev").storage.alerts_email is None
+
+
+def test_diffusion_alarm_email_says_where_it_moved() -> None:
+    assert _error(_envs_with("dev.diffusion.alarm_email", "ops@example.com")) == (
+        "envs.dev.diffusion.alarm_email: moved to storage.alerts_email "
+        "(every system's alarms go to the one ops-alerts topic)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("instance_type", "architecture"),
+    [
+        ("a1.large", "arm64"),
+        ("t4g.small", "arm64"),
+        ("c7g.medium", "arm64"),
+        ("m6gd.large", "arm64"),
+        ("c6gn.xlarge", "arm64"),
+        ("x2gd.large", "arm64"),
+        ("im4gn.large", "arm64"),
+        ("g5g.xlarge", "arm64"),
+        ("r8g.large", "arm64"),
+        ("t3.small", "x86_64"),
+        ("m7i-flex.large", "x86_64"),
+        ("g4dn.xlarge", "x86_64"),
+        ("c5n.large", "x86_64"),
+        ("m5d.large", "x86_64"),
+        ("a2.large", "x86_64"),
+    ],
+)
+def test_architecture_of_instance_families(instance_type: str, architecture: str) -> None:
+    from infra.config import architecture_of
+
+    assert architecture_of(instance_type) == architecture
+
+
+def test_graviton_types_need_arm64() -> None:
+    envs = _envs_with("dev.bot", {"architecture": "x86_64", "instance_types": ["t3.small", "t4g.small"]})
+    assert _error(envs) == (
+        "envs.dev.bot.instance_types[1]: 't4g.small' is a Graviton (arm64) type but bot.architecture is 'x86_64'; "
+        "list only x86_64 types (or leave instance_types out for the x86_64 defaults)"
+    )
+
+
+def test_x86_types_need_x86_64() -> None:
+    envs = _envs_with("dev.bot.instance_types", ["t4g.small", "t3.small"])
+    assert _error(envs).startswith(
+        "envs.dev.bot.instance_types[1]: 't3.small' is an x86_64 type but bot.architecture is 'arm64'"
+    )
+
+
+def test_default_instance_types_follow_the_architecture() -> None:
+    from infra.config import architecture_of
+
+    for architecture in ("arm64", "x86_64"):
+        bot = load_config(_envs_with("dev.bot", {"architecture": architecture}), "dev").bot
+        assert bot.instance_types and {architecture_of(t) for t in bot.instance_types} == {architecture}
+    assert load_config({"qa": {}}, "qa").bot.instance_types[0] == "t4g.small"
+
+
+def test_target_capacity_zero_stops_the_bot_and_is_allowed() -> None:
+    assert load_config(_envs_with("dev.bot.target_capacity", 0), "dev").bot.target_capacity == 0
+
+
+def test_min_instances_above_max_instances_is_rejected() -> None:
+    envs = _envs_with("dev.diffusion", {"min_instances": 3, "max_instances": 2})
+    assert _error(envs) == "envs.dev.diffusion.min_instances: must be 0..max_instances in async mode"
+
+
+def test_max_wait_hours_only_matters_with_spot() -> None:
+    settings = {"max_run_hours": 24, "max_wait_hours": 12}
+    assert _error(_envs_with("dev.pipeline", {**settings, "use_spot": True})) == (
+        "envs.dev.pipeline.max_wait_hours: must be at least max_run_hours when use_spot is true "
+        "(SageMaker rejects a shorter wait)"
+    )
+    assert load_config(_envs_with("dev.pipeline", {**settings, "use_spot": False}), "dev").pipeline.max_wait_hours == 12
+
+
+def test_configuration_doc_documents_no_removed_setting() -> None:
+    import re
+
+    from infra.config import BotConfig, DiffusionConfig, PipelineConfig, StorageConfig
+
+    doc = (REPO_ROOT / "docs" / "configuration.md").read_text()
+    documented = set(re.findall(r"^\| `(\w+)` \|", doc, flags=re.MULTILINE))
+    settings = {
+        name
+        for cls in (EnvConfig, StorageConfig, BotConfig, DiffusionConfig, PipelineConfig)
+        for name in cls.model_fields
+    }
+    assert documented and documented <= settings, f"documented but not settings: {sorted(documented - settings)}"
