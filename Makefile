@@ -15,7 +15,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 18,20
 export CDK_DISABLE_CLI_TELEMETRY := true
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help venv node synth ls diff deploy test lint typecheck unit serve-local local-pipeline clean
+.PHONY: help venv node synth ls diff deploy test test-fast lint typecheck unit serve-local local-pipeline clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -58,6 +58,9 @@ unit: venv  ## The pytest suite only
 	$(PY) -m pytest
 
 test: lint typecheck unit  ## Lint, type checks and the whole suite
+
+test-fast: venv  ## Reusable constructs and runtime unit tests only (no whole-app synthesis, nothing slow)
+	$(PY) -m pytest -m "(components or runtime) and not slow and not gpu"
 
 serve-local: venv  ## Run the Stable Diffusion server on CPU with a tiny random pipeline (port 8080)
 	$(PY) -m runtime.endpoint.serve --tiny-random --device cpu --port 8080

@@ -6,6 +6,19 @@ from pathlib import Path
 
 import pytest
 
+_TIERS = (("tests/infra/components/", "components"), ("tests/infra/", "app"), ("tests/runtime/", "runtime"))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test with its tier (by folder), so `-m components` and friends select whole tiers."""
+    root = Path(__file__).resolve().parent.parent
+    for item in items:
+        relative = item.path.resolve().relative_to(root).as_posix()
+        for prefix, marker in _TIERS:
+            if relative.startswith(prefix):
+                item.add_marker(marker)
+                break
+
 
 @pytest.fixture(scope="session")
 def tiny_generator_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
