@@ -610,11 +610,9 @@ def test_outputs_name_fleet_log_group_and_role(env_name: str) -> None:
     _, template = _bot(env_name)
     fleet_id, _ = _one(template, "AWS::EC2::SpotFleet")
     values = {name: output["Value"] for name, output in template["Outputs"].items()}
-    assert values == {
-        "SpotFleetRequestId": {"Ref": fleet_id},
-        "LogGroupName": {"Ref": _bot_log_group_id(template)},
-        "InstanceRoleArn": {"Fn::GetAtt": [_role_id_trusting(template, "ec2.amazonaws.com"), "Arn"]},
-    }
+    assert values["SpotFleetRequestId"] == {"Ref": fleet_id}
+    assert values["LogGroupName"] == {"Ref": _bot_log_group_id(template)}
+    assert values["InstanceRoleArn"] == {"Fn::GetAtt": [_role_id_trusting(template, "ec2.amazonaws.com"), "Arn"]}
     group_type = template["Resources"][_bot_log_group_id(template)]["Type"]
     assert group_type == "AWS::Logs::LogGroup"
 
