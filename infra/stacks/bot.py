@@ -49,7 +49,10 @@ class BotStack(Stack):
             self, "Network", log_retention_days=config.log_retention_days, removal_policy=log_removal
         )
         self.code = s3_assets.Asset(
-            self, "BotCode", path=str(BOT_CODE_DIR), exclude=["tests", "**/__pycache__", "**/*.pyc"]
+            self,
+            "BotCode",
+            path=str(BOT_CODE_DIR.parents[1] / bot_contract.CODE_ASSET_DIR),
+            exclude=list(bot_contract.CODE_ASSET_EXCLUDE),
         )
 
         self.instance_role = iam.Role(
