@@ -79,8 +79,10 @@ class PipelineNotifications(Construct):
             description="Publishes a finished StyleGAN2 run's S3 locations and sample-grid link to SNS",
             runtime=lambda_.Runtime.PYTHON_3_13,
             architecture=lambda_.Architecture.ARM_64,
-            handler="notify.handler.handler",
-            code=lambda_.Code.from_asset(str(LAMBDAS_CODE_DIR), exclude=["**/__pycache__", "**/*.pyc"]),
+            handler=notify_contract.HANDLER,
+            code=lambda_.Code.from_asset(
+                str(LAMBDAS_CODE_DIR.parent), exclude=list(notify_contract.CODE_ASSET_EXCLUDE)
+            ),
             role=self.role,
             log_group=self.log_group,
             timeout=Duration.seconds(30),

@@ -150,7 +150,7 @@ def test_notify_function_runtime_logs_and_environment(stack: SynthesizedStack) -
     _, function = only(stack.json, "AWS::Lambda::Function")
     props = function["Properties"]
     assert props["Runtime"] in ("python3.12", "python3.13")
-    assert props["Handler"] == "notify.handler.handler"
+    assert props["Handler"] == "runtime.lambdas.notify.handler.handler"
     topic_id, _ = only(stack.json, "AWS::SNS::Topic")
     assert props["Environment"]["Variables"]["TOPIC_ARN"] == {"Ref": topic_id}
     log_group_id, _ = only(stack.json, "AWS::Logs::LogGroup")
