@@ -99,10 +99,12 @@ def test_dockerfile_follows_the_sagemaker_container_contract() -> None:
     requirements = (PIPELINE_DIR / "requirements.txt").read_text().split()
     assert any(re.fullmatch(r"torch==\d+\.\d+\.\d+", line) for line in requirements)
     copies = [args[0].split() for keyword, *args in instructions if keyword == "COPY"]
+    context = PIPELINE_DIR.parent  # the build context is runtime/ (IMAGE_BUILD_CONTEXT), so common/ ships too
     for source, _ in copies:
-        assert (PIPELINE_DIR / source).exists(), f"COPY source {source} is not in the build context"
-    assert ["stylegan2", "/opt/ml/code/stylegan2"] in copies
-    assert ["container/sagemaker_train.py", "/usr/local/bin/train"] in copies
+        assert (context / source).exists(), f"COPY source {source} is not in the build context"
+    assert ["pipeline/stylegan2", "/opt/ml/code/runtime/pipeline/stylegan2"] in copies
+    assert ["common", "/opt/ml/code/runtime/common"] in copies
+    assert "exec python -m runtime.pipeline.container.sagemaker_train" in dockerfile
     assert "PYTHONPATH=/opt/ml/code" in dockerfile
     assert "pip install --no-cache-dir -r /tmp/requirements.txt" in dockerfile
     assert not [args for keyword, *args in instructions if keyword in ("ENTRYPOINT", "CMD")]  # SageMaker passes `train`
