@@ -16,24 +16,26 @@ ROOT = Path(__file__).resolve().parents[3]
 PACKAGE = ROOT / "runtime" / "bot"
 
 
+def _ignored(relative: str) -> bool:
+    """CDK's glob ignore rule for one path: the last matching pattern wins; slash-free patterns match the name."""
+    ignored = False
+    for pattern in contract.CODE_ASSET_EXCLUDE:
+        glob = pattern.removeprefix("!")
+        target = relative.rsplit("/", 1)[-1] if "/" not in glob else relative
+        if fnmatch.fnmatch(target, glob) or (glob.startswith("**/") and fnmatch.fnmatch(target, glob[3:])):
+            ignored = not pattern.startswith("!")
+    return ignored
+
+
 def asset_files() -> list[str]:
-    """Files of runtime/ the code asset keeps, applying its CDK glob excludes in order (later patterns win)."""
+    """Files of runtime/ the code asset keeps: CDK skips an ignored folder without looking inside it."""
     base = ROOT / contract.CODE_ASSET_DIR
     kept = []
     for path in sorted(base.rglob("*")):
-        if not path.is_file():
-            continue
         relative = path.relative_to(base).as_posix()
         parts = relative.split("/")
-        candidates = {"/".join(parts[: i + 1]) for i in range(len(parts))}
-        excluded = False
-        for pattern in contract.CODE_ASSET_EXCLUDE:
-            negated = pattern.startswith("!")
-            glob = pattern.removeprefix("!")
-            matched = any(fnmatch.fnmatch(c, glob) or fnmatch.fnmatch(c, glob.removeprefix("**/")) for c in candidates)
-            if matched:
-                excluded = not negated
-        if not excluded:
+        ancestors = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+        if path.is_file() and not any(_ignored(candidate) for candidate in ancestors):
             kept.append(relative)
     return kept
 
