@@ -129,7 +129,7 @@ async def service_run(generator: Any, args: argparse.Namespace) -> dict[str, Any
     from runtime.bot.limits import Cooldown
 
     executor = ThreadPoolExecutor(max_workers=2)
-    batcher = MicroBatcher(holder=GeneratorHolder(generator), executor=executor, max_pending=64)
+    batcher = MicroBatcher(holder=GeneratorHolder(generator), executor=executor, max_queue=64)
     service = WaifuService(batcher=batcher, executor=executor, cooldown=Cooldown(seconds=0))
     await service.claim_waifu(Requester(user_id="warm"), "warm-up")
     times = []

@@ -20,7 +20,7 @@ from infra.stacks.bot_network import BotNetwork
 from infra.stacks.bot_user_data import bot_user_data
 from runtime.bot import contract as bot_contract
 
-BOT_CODE_DIR = Path(__file__).resolve().parents[2] / "runtime" / "bot"
+REPO_ROOT = Path(__file__).resolve().parents[2]
 ROOT_VOLUME_GIB = 8
 _CPU_TYPES = {"arm64": ec2.AmazonLinuxCpuType.ARM_64, "x86_64": ec2.AmazonLinuxCpuType.X86_64}
 
@@ -49,7 +49,10 @@ class BotStack(Stack):
             self, "Network", log_retention_days=config.log_retention_days, removal_policy=log_removal
         )
         self.code = s3_assets.Asset(
-            self, "BotCode", path=str(BOT_CODE_DIR), exclude=["tests", "**/__pycache__", "**/*.pyc"]
+            self,
+            "BotCode",
+            path=str(REPO_ROOT / bot_contract.CODE_ASSET_DIR),
+            exclude=list(bot_contract.CODE_ASSET_EXCLUDE),
         )
 
         self.instance_role = iam.Role(

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 
 from aws_cdk import aws_ec2 as ec2
 
+from runtime.bot import contract as bot_contract
+
 APP_DIR = "/opt/genart/app"
 VENV_DIR = "/opt/genart/venv"
 BOT_LOG_FILE = "/var/log/genart/bot.log"
@@ -34,7 +36,7 @@ WorkingDirectory={APP_DIR}
 {env_lines}
 Environment="PYTHONUNBUFFERED=1"
 Environment="PYTHONDONTWRITEBYTECODE=1"
-ExecStart={VENV_DIR}/bin/python -m bot
+ExecStart={VENV_DIR}/bin/python -m {bot_contract.ENTRY_MODULE}
 # The bot exits 0 after a Spot interruption notice or SIGTERM; anything else is a crash.
 Restart=on-failure
 RestartSec=30
@@ -125,13 +127,14 @@ def bot_user_data(
         f" --shell /sbin/nologin {SERVICE_USER}",
         f"install -d -m 0755 -o root -g root /opt/genart {APP_DIR} /var/log/genart",
         f"aws s3 cp 's3://{code_bucket_name}/{code_object_key}' {zip_path} --region {region} --only-show-errors",
-        f"rm -rf {APP_DIR}/bot",
-        # The asset zip holds the contents of runtime/bot, so it unpacks into a top-level `bot` package.
-        f"python3.11 -m zipfile -e {zip_path} {APP_DIR}/bot",
+        f"rm -rf {APP_DIR}/{bot_contract.CODE_ASSET_DIR}",
+        # The asset zip holds runtime/ cut down to __init__.py, bot/ and common/: it unpacks into the `runtime`
+        # package, so the bot runs as `python -m runtime.bot` with its shared modules beside it.
+        f"python3.11 -m zipfile -e {zip_path} {APP_DIR}/{bot_contract.CODE_ASSET_DIR}",
         f"python3.11 -m venv {VENV_DIR}",
         # Wheels only: AL2023 has no compiler, and the runtime pins versions that ship aarch64/x86_64 wheels.
         f"{VENV_DIR}/bin/pip install --no-cache-dir --disable-pip-version-check --no-input --only-binary=:all:"
-        f" -r {APP_DIR}/bot/requirements.txt",
+        f" -r {APP_DIR}/{bot_contract.REQUIREMENTS_FILE}",
         # Code and venv stay root-owned: the bot user can read and run them, never modify them.
         "chown -R root:root /opt/genart",
         "chmod -R u=rwX,go=rX /opt/genart",

@@ -17,7 +17,7 @@ from infra.components.sagemaker_endpoint import AsyncInvocation, ModelData, Sage
 from infra.config import DiffusionConfig
 from runtime.endpoint import contract
 
-IMAGE_DIRECTORY = Path(__file__).resolve().parents[2] / "runtime" / "endpoint"
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def endpoint_name(*, env_name: str, config: DiffusionConfig) -> str:
@@ -63,7 +63,9 @@ class DiffusionStack(Stack):
             self,
             "Image",
             repository=image_repository,
-            directory=IMAGE_DIRECTORY,
+            directory=REPO_ROOT / contract.IMAGE_BUILD_CONTEXT,
+            dockerfile=contract.IMAGE_DOCKERFILE,
+            exclude=contract.IMAGE_EXCLUDES,
             display_name="Stable Diffusion endpoint image",
         )
         self.async_invocation = (

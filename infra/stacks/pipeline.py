@@ -19,12 +19,12 @@ from infra.config import PipelineConfig
 from infra.stacks.pipeline_definition import PipelineResources, render_pipeline_definition
 from infra.stacks.pipeline_notifications import PipelineNotifications
 from infra.stacks.pipeline_role import PipelineExecutionRole
+from runtime.pipeline.stylegan2 import contract as pipeline_contract
 from runtime.pipeline.stylegan2.contract import CHECKPOINT_KEY_PATTERN, MODELS_PREFIX, SAMPLE_GRID_KEY_PATTERN
 from runtime.pipeline.stylegan2.metrics import METRIC_DEFINITIONS
 
-PIPELINE_DIR = Path(__file__).resolve().parents[2] / "runtime" / "pipeline"
-# Only the step code, its requirements and the container entry point go into the image's build context.
-IMAGE_EXCLUDES = ["local_run.py"]
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PIPELINE_DIR = REPO_ROOT / "runtime" / "pipeline"
 FAILURE_STATUSES = ["Failed", "Stopped"]
 PIPELINE_EVENT = "SageMaker Model Building Pipeline Execution Status Change"
 
@@ -57,8 +57,9 @@ class PipelineStack(Stack):
             self,
             "StepImage",
             repository=image_repository,
-            directory=PIPELINE_DIR,
-            exclude=IMAGE_EXCLUDES,
+            directory=REPO_ROOT / pipeline_contract.IMAGE_BUILD_CONTEXT,
+            dockerfile=pipeline_contract.IMAGE_DOCKERFILE,
+            exclude=pipeline_contract.IMAGE_EXCLUDES,
             display_name="StyleGAN2 pipeline step image",
         )
         self.notifications = PipelineNotifications(

@@ -28,6 +28,7 @@ from runtime.pipeline.stylegan2.contract import (
     RUNS_PREFIX,
     SAMPLES_DIR,
     TRAIN_CHANNEL,
+    step_module,
 )
 
 STEP_PREPARE = "PrepareDataset"
@@ -215,7 +216,7 @@ def _render(*, resources: PipelineResources, config: PipelineConfig, metric_defi
         image_uri=resources.image_uri,
         instance_count=1,
         instance_type=processing_instance_type,
-        entrypoint=["python", "-m", "stylegan2.dataset_tool"],
+        entrypoint=["python", "-m", step_module("dataset_tool")],
         volume_size_in_gb=PROCESSING_VOLUME_GB,
         max_runtime_in_seconds=PREPARE_MAX_RUNTIME_SECONDS,
         env={"PYTHONUNBUFFERED": "1"},
@@ -275,7 +276,7 @@ def _render(*, resources: PipelineResources, config: PipelineConfig, metric_defi
         checkpoint_config=CheckpointConfig(s3_uri=run_uri(CHECKPOINTS_DIR), local_path=CHECKPOINT_LOCAL_PATH),
         output_data_config=OutputDataConfig(s3_output_path=run_uri("training")),
         environment={"PYTHONUNBUFFERED": "1"},
-        # Our image's `train` entry point turns these into `python -m stylegan2.train --<name> <value>`.
+        # Our image's `train` entry turns these into `python -m runtime.pipeline.stylegan2.train --<name> <value>`.
         hyperparameters={
             "kimg": kimg.to_string(),
             "batch": batch.to_string(),
@@ -313,7 +314,7 @@ def _render(*, resources: PipelineResources, config: PipelineConfig, metric_defi
         image_uri=resources.image_uri,
         instance_count=1,
         instance_type=export_instance_type,
-        entrypoint=["python", "-m", "stylegan2.generate"],
+        entrypoint=["python", "-m", step_module("generate")],
         volume_size_in_gb=PROCESSING_VOLUME_GB,
         max_runtime_in_seconds=EXPORT_MAX_RUNTIME_SECONDS,
         env={"PYTHONUNBUFFERED": "1"},

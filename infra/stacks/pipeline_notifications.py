@@ -18,8 +18,7 @@ from constructs import Construct
 from infra.components.nag import wildcard_objects
 from runtime.lambdas.notify import contract as notify_contract
 
-# The asset is the lambdas folder, so the handler imports its contract as a package (notify.contract).
-LAMBDAS_CODE_DIR = Path(__file__).resolve().parents[2] / "runtime" / "lambdas"
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class PipelineNotifications(Construct):
@@ -79,8 +78,10 @@ class PipelineNotifications(Construct):
             description="Publishes a finished StyleGAN2 run's S3 locations and sample-grid link to SNS",
             runtime=lambda_.Runtime.PYTHON_3_13,
             architecture=lambda_.Architecture.ARM_64,
-            handler="notify.handler.handler",
-            code=lambda_.Code.from_asset(str(LAMBDAS_CODE_DIR), exclude=["**/__pycache__", "**/*.pyc"]),
+            handler=notify_contract.HANDLER,
+            code=lambda_.Code.from_asset(
+                str(REPO_ROOT / notify_contract.CODE_ASSET_DIR), exclude=list(notify_contract.CODE_ASSET_EXCLUDE)
+            ),
             role=self.role,
             log_group=self.log_group,
             timeout=Duration.seconds(30),

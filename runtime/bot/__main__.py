@@ -1,4 +1,4 @@
-"""Entry point for `python -m bot` (EC2) and `python -m runtime.bot` (repository root)."""
+"""Entry point for `python -m runtime.bot` (EC2 app dir and the repository root alike)."""
 
 from __future__ import annotations
 

@@ -44,9 +44,9 @@ def batch_limit(resolution: int) -> int:
 
 
 class MicroBatcher:
-    """Collect requests for `window_s`, merge those with the same psi (up to `max_batch` images) into one call.
+    """Collect requests for `batch_window_ms`, merge those with the same psi (up to `max_batch` images) into one call.
 
-    At most `workers` calls run at once in `executor`; at most `max_pending` images may be queued or running,
+    At most `workers` calls run at once in `executor`; at most `max_queue` images may be queued or running,
     beyond that `generate` raises BusyError immediately instead of growing memory without bound. `max_batch=None`
     picks the limit from the generator's resolution; requests larger than the limit are split into several calls.
     """
@@ -57,15 +57,15 @@ class MicroBatcher:
         holder: GeneratorHolder,
         executor: Executor,
         workers: int = 1,
-        window_s: float = 0.015,
+        batch_window_ms: float = 15.0,
         max_batch: int | None = None,
-        max_pending: int = 32,
+        max_queue: int = 32,
     ) -> None:
         self._holder = holder
         self._executor = executor
-        self._window_s = window_s
+        self._window_s = batch_window_ms / 1000.0
         self._fixed_max_batch = max_batch
-        self._max_pending = max(1, max_pending)
+        self._max_queue = max(1, max_queue)
         self._slots = asyncio.Semaphore(max(1, workers))
         self._queue: deque[_Job] = deque()
         self._queued_images = 0
@@ -102,7 +102,7 @@ class MicroBatcher:
         if self._closing:
             raise BusyError("shutting down")
         size = int(latents.shape[0])
-        if self._pending_images + size > self._max_pending:
+        if self._pending_images + size > self._max_queue:
             raise BusyError("queue full")
         self.start()
         limit = self.max_batch

@@ -8,14 +8,22 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
+from ..common.jsonlog import DEFAULT_QUIET, RedactingFilter, configure_logging
+from . import contract
 from .config import BotSettings, build_parser, settings_from
 from .console import run_console
 from .engine import Engine, load_generator
 from .errors import ConfigError
-from .logging_setup import RedactingFilter, configure_logging
 
 LOG = logging.getLogger("bot")
 EXIT_CONFIG = 2
+# discord.py's gateway logs every heartbeat at DEBUG.
+QUIET_LOGGERS = {**DEFAULT_QUIET, "discord.gateway": logging.INFO}
+
+
+def configure_bot_logging(*, level: str, console: bool) -> RedactingFilter:
+    """JSON lines to stdout (stderr in console mode, where stdout carries the replies); return the redactor."""
+    return configure_logging(level=level, stream=sys.stderr if console else sys.stdout, quiet=QUIET_LOGGERS)
 
 
 async def _serve(settings: BotSettings, redactor: RedactingFilter) -> int:
@@ -41,8 +49,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     """Run the bot; 0 on clean shutdown, 2 with a one-line message on configuration problems."""
     args = build_parser().parse_args(argv)
     environment = os.environ if env is None else env
-    level = (args.log_level or environment.get("GENART_LOG_LEVEL") or "INFO").upper()
-    redactor = configure_logging(level=level, stream=sys.stderr if args.console else sys.stdout)
+    level = (args.log_level or environment.get(contract.ENV_LOG_LEVEL) or "INFO").strip().upper()
+    redactor = configure_bot_logging(level=level, console=bool(args.console))
     try:
         settings = settings_from(environment, args)
         return asyncio.run(_serve(settings, redactor))

@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .batcher import MicroBatcher
-from .errors import BusyError, ConfigError, UserInputError
+from .errors import BusyError, ConfigError, InputError
 from .imaging import ImageFormat, encode_image, make_grid
 from .limits import Cooldown
 from .parsing import (
@@ -103,7 +103,7 @@ class WaifuService:
         """Draw the face of a name (or a random face)."""
         try:
             display = clean_name(name)
-        except UserInputError as exc:
+        except InputError as exc:
             return Reply(text=str(exc), ephemeral=True)
         if display is None:
             seed = random_seed()
@@ -117,7 +117,7 @@ class WaifuService:
         """Draw a random face at a validated truncation psi."""
         try:
             value = parse_psi(psi)
-        except UserInputError as exc:
+        except InputError as exc:
             return Reply(text=str(exc), ephemeral=True)
         seed = random_seed()
         return await self._draw(
@@ -134,7 +134,7 @@ class WaifuService:
         """Draw several random faces into one image (one batched ONNX call)."""
         try:
             number, value = parse_count(count), parse_psi(psi)
-        except UserInputError as exc:
+        except InputError as exc:
             return Reply(text=str(exc), ephemeral=True)
         seeds = [random_seed() for _ in range(number)]
         return await self._draw(

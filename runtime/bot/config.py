@@ -1,14 +1,17 @@
-"""Settings from environment variables (the deployment contract) with command-line overrides."""
+"""Settings from environment variables (the deployment contract, read with pydantic-settings) and command-line flags."""
 
 from __future__ import annotations
 
 import argparse
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
+from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator
+from pydantic_settings import NoDecode
+
+from ..common.settings import EnvSettings
 from . import contract
 from .errors import ConfigError
 from .generator import available_cores
@@ -20,6 +23,9 @@ from .token_source import TokenSource
 DEFAULT_MODEL_KEY = contract.DEFAULT_MODEL_KEY
 DEFAULT_MODEL_CACHE = contract.MODEL_CACHE_PATH
 DEFAULT_IMDS_URL = "http://169.254.169.254"
+# Micro-batching knobs (same names as the endpoint's; docs/decisions.md says why the batchers stay two).
+DEFAULT_BATCH_WINDOW_MS = 15.0
+DEFAULT_MAX_QUEUE = 32
 
 
 def plan_workers(cores: int) -> tuple[int, int]:
@@ -40,8 +46,8 @@ class BotSettings:
     image_format: ImageFormat = "png"
     cooldown_s: float = 5.0
     max_batch: int | None = None
-    batch_window_s: float = 0.015
-    max_queue: int = 32
+    batch_window_ms: float = DEFAULT_BATCH_WINDOW_MS
+    max_queue: int = DEFAULT_MAX_QUEUE
     workers: int = field(default_factory=lambda: plan_workers(available_cores())[0])
     intra_op_threads: int = field(default_factory=lambda: plan_workers(available_cores())[1])
     tuned_session: bool = True
@@ -56,34 +62,69 @@ class BotSettings:
     out_dir: Path = Path("waifus")
 
 
-def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name)
-    if raw is None or not raw.strip():
-        return default
-    value = raw.strip().lower()
-    if value in {"1", "true", "yes", "on"}:
-        return True
-    if value in {"0", "false", "no", "off"}:
-        return False
-    raise ConfigError(f"{name} must be 0/1/true/false, got {raw!r}")
+def _csv(value: object) -> object:
+    """Split a comma-separated environment value; other inputs pass through."""
+    return [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
 
 
-def _number(env: Mapping[str, str], name: str, default: float, *, low: float, high: float) -> float:
-    raw = env.get(name)
-    if raw is None or not raw.strip():
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-    if not math.isfinite(value) or not low <= value <= high:
-        raise ConfigError(f"{name} must be between {low:g} and {high:g}, got {raw!r}")
-    return value
+class BotEnvironment(EnvSettings):
+    """The bot's environment variables (names from the contract), validated; flags override them in settings_from."""
+
+    region: str | None = Field(None, validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"))
+    model_path: Path | None = Field(None, validation_alias=contract.ENV_MODEL_PATH)
+    models_bucket: str | None = Field(None, validation_alias=contract.ENV_MODELS_BUCKET)
+    model_key: str = Field(DEFAULT_MODEL_KEY, validation_alias=contract.ENV_MODEL_KEY)
+    model_cache: Path = Field(Path(DEFAULT_MODEL_CACHE), validation_alias=contract.ENV_MODEL_CACHE)
+    token_secret_arn: str | None = Field(None, validation_alias=contract.ENV_TOKEN_SECRET_ARN)
+    token: SecretStr | None = Field(None, validation_alias=contract.ENV_TOKEN)
+    token_file: Path | None = Field(None, validation_alias=contract.ENV_TOKEN_FILE)
+    imds_url: str = Field(DEFAULT_IMDS_URL, validation_alias=contract.ENV_IMDS_URL)
+    operator_ids: Annotated[frozenset[str], NoDecode] = Field(frozenset(), validation_alias=contract.ENV_OPERATOR_IDS)
+    log_level: str = Field("INFO", validation_alias=contract.ENV_LOG_LEVEL)
+    image_format: str = Field("png", validation_alias=contract.ENV_IMAGE_FORMAT)
+    cooldown_s: float | None = Field(None, ge=0, le=3600, allow_inf_nan=False, validation_alias=contract.ENV_COOLDOWN_S)
+    workers: int | None = Field(None, ge=1, le=64, validation_alias=contract.ENV_WORKERS)
+    threads: int | None = Field(None, ge=1, le=256, validation_alias=contract.ENV_THREADS)
+    max_batch: int | None = Field(None, ge=1, le=64, validation_alias=contract.ENV_MAX_BATCH)
+    batch_window_ms: float = Field(
+        DEFAULT_BATCH_WINDOW_MS, ge=0, le=1000, allow_inf_nan=False, validation_alias=contract.ENV_BATCH_WINDOW_MS
+    )
+    max_queue: int = Field(DEFAULT_MAX_QUEUE, ge=GRID_MAX, le=1024, validation_alias=contract.ENV_MAX_QUEUE)
+    cpu_arena: bool = Field(False, validation_alias=contract.ENV_CPU_ARENA)
+    prefix_commands: bool = Field(True, validation_alias=contract.ENV_PREFIX_COMMANDS)
+    sync_commands: bool = Field(True, validation_alias=contract.ENV_SYNC_COMMANDS)
+    on_rebalance: Literal["warn", "exit"] = Field("warn", validation_alias=contract.ENV_ON_REBALANCE)
+
+    @field_validator("operator_ids", mode="before")
+    @classmethod
+    def _operator_ids(cls, value: object) -> object:
+        ids = _csv(value)
+        bad = sorted(str(op) for op in ids if not str(op).isdigit()) if isinstance(ids, list | set | frozenset) else []
+        if bad:
+            raise ValueError(f"must be comma-separated numeric Discord user ids, got {bad}")
+        return ids
+
+    @field_validator("log_level", "on_rebalance", "image_format", mode="before")
+    @classmethod
+    def _fold_case(cls, value: object, info: ValidationInfo) -> object:
+        if not isinstance(value, str):
+            return value
+        return value.strip().upper() if info.field_name == "log_level" else value.strip().lower()
+
+    @field_validator("image_format")
+    @classmethod
+    def _image_format(cls, value: str) -> str:
+        value = "jpeg" if value == "jpg" else value
+        if value not in {"png", "jpeg"}:
+            raise ValueError(f"must be png or jpeg, got {value!r}")
+        return value
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the command-line parser (flags override environment variables)."""
-    parser = argparse.ArgumentParser(prog="python -m bot", description="GenArt Discord bot (StyleGAN2 faces on CPU).")
+    parser = argparse.ArgumentParser(
+        prog=f"python -m {contract.ENTRY_MODULE}", description="GenArt Discord bot (StyleGAN2 faces on CPU)."
+    )
     parser.add_argument("--console", action="store_true", help="read commands from stdin instead of Discord")
     parser.add_argument("--out", type=Path, help="console mode: folder for generated images (default ./waifus)")
     parser.add_argument("--model", type=Path, help="local generator .onnx (overrides GENART_MODEL_PATH and the bucket)")
@@ -101,7 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-batch", type=int, help="most images per ONNX call (default: 8 to 128 px, 2 to 256 px, else 1)"
     )
-    parser.add_argument("--max-queue", type=int, help="most images queued or running before replying busy (default 32)")
+    parser.add_argument(
+        "--max-queue",
+        type=int,
+        help=f"most images queued or running before replying busy (default {DEFAULT_MAX_QUEUE})",
+    )
     parser.add_argument("--default-session", action="store_true", help="use onnxruntime default session options")
     parser.add_argument("--no-prefix-commands", action="store_true", help="slash commands only (no message content)")
     return parser
@@ -109,63 +154,49 @@ def build_parser() -> argparse.ArgumentParser:
 
 def settings_from(env: Mapping[str, str], args: argparse.Namespace) -> BotSettings:
     """Combine environment variables and parsed flags into validated settings."""
-    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None
-    model_path = args.model or (Path(env["GENART_MODEL_PATH"]) if env.get("GENART_MODEL_PATH") else None)
+    values = BotEnvironment.from_env(env)
     model_source = ModelSource(
-        local_path=model_path,
-        bucket=args.models_bucket or env.get("GENART_MODELS_BUCKET") or None,
-        key=args.model_key or env.get("GENART_MODEL_KEY") or DEFAULT_MODEL_KEY,
-        cache_path=args.model_cache or Path(env.get("GENART_MODEL_CACHE") or DEFAULT_MODEL_CACHE),
-        region=region,
+        local_path=args.model or values.model_path,
+        bucket=args.models_bucket or values.models_bucket,
+        key=args.model_key or values.model_key,
+        cache_path=args.model_cache or values.model_cache,
+        region=values.region,
     )
-    token_file = args.token_file or (Path(env["DISCORD_TOKEN_FILE"]) if env.get("DISCORD_TOKEN_FILE") else None)
+    env_token = values.token.get_secret_value() if values.token is not None else None
     token_source = TokenSource(
-        secret_id=args.token_secret or env.get("GENART_TOKEN_SECRET_ARN") or None,
-        env_token=env.get("DISCORD_TOKEN") if args.token_file is None else None,
-        token_file=token_file,
-        region=region,
+        secret_id=args.token_secret or values.token_secret_arn,
+        env_token=env_token if args.token_file is None else None,
+        token_file=args.token_file or values.token_file,
+        region=values.region,
     )
-    operators = frozenset(part.strip() for part in env.get("GENART_OPERATOR_IDS", "").split(",") if part.strip())
-    bad = sorted(op for op in operators if not op.isdigit())
-    if bad:
-        raise ConfigError(f"GENART_OPERATOR_IDS must be comma-separated numeric Discord user ids, got {bad}")
-    cores = available_cores()
-    default_workers, _ = plan_workers(cores)
-    workers = args.workers or int(_number(env, "GENART_WORKERS", default_workers, low=1, high=64))
-    threads = args.threads or int(_number(env, "GENART_THREADS", max(1, cores // workers), low=1, high=256))
-    rebalance = (env.get("GENART_ON_REBALANCE") or "warn").strip().lower()
-    if rebalance not in {"warn", "exit"}:
-        raise ConfigError(f"GENART_ON_REBALANCE must be 'warn' or 'exit', got {rebalance!r}")
-    image_format = args.format or (env.get("GENART_IMAGE_FORMAT") or "png").strip().lower()
-    if image_format == "jpg":
-        image_format = "jpeg"
-    if image_format not in {"png", "jpeg"}:
-        raise ConfigError(f"GENART_IMAGE_FORMAT must be png or jpeg, got {image_format!r}")
-    cooldown_default = 0.0 if args.console else 5.0
     for name, value in (("--workers", args.workers), ("--threads", args.threads), ("--max-batch", args.max_batch)):
         if value is not None and value < 1:
             raise ConfigError(f"{name} must be at least 1")
     if args.max_queue is not None and args.max_queue < GRID_MAX:
         raise ConfigError(f"--max-queue must be at least {GRID_MAX} (the largest grid)")
+    cores = available_cores()
+    workers = args.workers or values.workers or plan_workers(cores)[0]
+    threads = args.threads or values.threads or max(1, cores // workers)
+    cooldown_default = 0.0 if args.console else 5.0
+    cooldown = values.cooldown_s if values.cooldown_s is not None else cooldown_default
     return BotSettings(
         token_source=token_source,
         model_source=model_source,
-        imds_url=args.imds_url or env.get("GENART_IMDS_URL") or DEFAULT_IMDS_URL,
-        operator_ids=operators,
-        log_level=(args.log_level or env.get("GENART_LOG_LEVEL") or "INFO").upper(),
-        image_format="jpeg" if image_format == "jpeg" else "png",
-        cooldown_s=args.cooldown
-        if args.cooldown is not None
-        else _number(env, "GENART_COOLDOWN_S", cooldown_default, low=0, high=3600),
-        max_batch=args.max_batch or (int(_number(env, "GENART_MAX_BATCH", 0, low=1, high=64)) or None),
-        max_queue=args.max_queue or int(_number(env, "GENART_MAX_QUEUE", 32, low=GRID_MAX, high=1024)),
+        imds_url=args.imds_url or values.imds_url,
+        operator_ids=values.operator_ids,
+        log_level=(args.log_level or values.log_level).upper(),
+        image_format="jpeg" if (args.format or values.image_format) == "jpeg" else "png",
+        cooldown_s=args.cooldown if args.cooldown is not None else cooldown,
+        max_batch=args.max_batch or values.max_batch,
+        batch_window_ms=values.batch_window_ms,
+        max_queue=args.max_queue or values.max_queue,
         workers=workers,
         intra_op_threads=threads,
         tuned_session=not args.default_session,
-        cpu_arena=_flag(env, "GENART_CPU_ARENA", False),
-        prefix_commands=not args.no_prefix_commands and _flag(env, "GENART_PREFIX_COMMANDS", True),
-        sync_commands=_flag(env, "GENART_SYNC_COMMANDS", True),
-        on_rebalance="exit" if rebalance == "exit" else "warn",
+        cpu_arena=values.cpu_arena,
+        prefix_commands=not args.no_prefix_commands and values.prefix_commands,
+        sync_commands=values.sync_commands,
+        on_rebalance=values.on_rebalance,
         console=bool(args.console),
         out_dir=args.out or Path("waifus"),
     )

@@ -9,8 +9,32 @@ ENV_MODEL_KEY = "GENART_MODEL_KEY"
 ENV_MODEL_CACHE = "GENART_MODEL_CACHE"
 ENV_LOG_LEVEL = "GENART_LOG_LEVEL"
 ENV_OPERATOR_IDS = "GENART_OPERATOR_IDS"
+# Further settings the bot reads (runtime/bot/config.py); the stack may set them later.
+ENV_MODEL_PATH = "GENART_MODEL_PATH"
+ENV_TOKEN = "DISCORD_TOKEN"  # noqa: S105 - a variable name, not a credential (local runs only)
+ENV_TOKEN_FILE = "DISCORD_TOKEN_FILE"  # noqa: S105 - a variable name, not a credential
+ENV_IMDS_URL = "GENART_IMDS_URL"
+ENV_IMAGE_FORMAT = "GENART_IMAGE_FORMAT"
+ENV_COOLDOWN_S = "GENART_COOLDOWN_S"
+ENV_WORKERS = "GENART_WORKERS"
+ENV_THREADS = "GENART_THREADS"
+ENV_CPU_ARENA = "GENART_CPU_ARENA"
+ENV_PREFIX_COMMANDS = "GENART_PREFIX_COMMANDS"
+ENV_SYNC_COMMANDS = "GENART_SYNC_COMMANDS"
+ENV_ON_REBALANCE = "GENART_ON_REBALANCE"
+# Micro-batching knobs: the same names as the endpoint's (runtime/endpoint/contract.py).
+ENV_MAX_BATCH = "GENART_MAX_BATCH"
+ENV_BATCH_WINDOW_MS = "GENART_BATCH_WINDOW_MS"
+ENV_MAX_QUEUE = "GENART_MAX_QUEUE"
 
 # The generator the pipeline publishes and the bot serves (runtime/pipeline/stylegan2/contract.py writes it).
 DEFAULT_MODEL_KEY = "stylegan/latest.onnx"
 # Where the bot keeps its copy of the model on the instance (systemd CacheDirectory=genart).
 MODEL_CACHE_PATH = "/var/cache/genart/model.onnx"
+
+# The code asset: the runtime/ folder filtered to the bot's packages (CDK glob excludes, later patterns win),
+# unpacked into APP_DIR so that `python -m runtime.bot` runs with runtime/common beside it.
+CODE_ASSET_DIR = "runtime"
+CODE_ASSET_EXCLUDE = ("*", "!__init__.py", "!bot", "!bot/**", "!common", "!common/**", "**/__pycache__", "**/*.pyc")
+ENTRY_MODULE = "runtime.bot"
+REQUIREMENTS_FILE = "runtime/bot/requirements.txt"

@@ -27,9 +27,9 @@ class Engine:
             holder=self.holder,
             executor=self.executor,
             workers=settings.workers,
-            window_s=settings.batch_window_s,
+            batch_window_ms=settings.batch_window_ms,
             max_batch=settings.max_batch,
-            max_pending=settings.max_queue,
+            max_queue=settings.max_queue,
         )
         self.service = WaifuService(
             batcher=self.batcher,

@@ -1,15 +1,7 @@
-"""Exceptions whose message is shown to an operator or a user as-is."""
+"""The bot's errors: the shared vocabulary of runtime/common/errors.py (messages are shown as-is)."""
 
 from __future__ import annotations
 
+from ..common.errors import BusyError, ConfigError, InputError
 
-class ConfigError(Exception):
-    """A configuration or environment problem; the process exits non-zero with this one-line message."""
-
-
-class UserInputError(ValueError):
-    """A command argument a user got wrong; the message is the friendly reply."""
-
-
-class BusyError(RuntimeError):
-    """The generation queue is full (or shutting down); the user is asked to retry later."""
+__all__ = ["BusyError", "ConfigError", "InputError"]

@@ -6,7 +6,7 @@ import math
 import re
 import unicodedata
 
-from .errors import UserInputError
+from .errors import InputError
 from .seeding import normalize_name
 
 MAX_NAME_CHARS = 100
@@ -34,7 +34,7 @@ def clean_name(raw: str | None) -> str | None:
     if not normalize_name(text):
         return None
     if len(text) > MAX_NAME_CHARS:
-        raise UserInputError(f"That name is too long: keep it to {MAX_NAME_CHARS} characters.")
+        raise InputError(f"That name is too long: keep it to {MAX_NAME_CHARS} characters.")
     return text
 
 
@@ -54,15 +54,13 @@ def parse_psi(raw: str | float | None) -> float:
         try:
             value = float(text)
         except ValueError:
-            raise UserInputError(
-                f"Truncation must be a number between {PSI_MIN:g} and {PSI_MAX:g}, e.g. `0.7`."
-            ) from None
+            raise InputError(f"Truncation must be a number between {PSI_MIN:g} and {PSI_MAX:g}, e.g. `0.7`.") from None
     else:
         value = float(raw)
     if not math.isfinite(value):
-        raise UserInputError(f"Truncation must be a finite number between {PSI_MIN:g} and {PSI_MAX:g}.")
+        raise InputError(f"Truncation must be a finite number between {PSI_MIN:g} and {PSI_MAX:g}.")
     if not PSI_MIN <= value <= PSI_MAX:
-        raise UserInputError(
+        raise InputError(
             f"Truncation {value:g} is out of range: use {PSI_MIN:g} (average face) to {PSI_MAX:g} "
             "(wild); 0.5-1.0 looks best."
         )
@@ -76,9 +74,9 @@ def parse_count(raw: str | int | None) -> int:
     try:
         value = int(raw.strip()) if isinstance(raw, str) else int(raw)
     except ValueError:
-        raise UserInputError(f"The number of faces must be a whole number from {GRID_MIN} to {GRID_MAX}.") from None
+        raise InputError(f"The number of faces must be a whole number from {GRID_MIN} to {GRID_MAX}.") from None
     if not GRID_MIN <= value <= GRID_MAX:
-        raise UserInputError(f"The number of faces must be from {GRID_MIN} to {GRID_MAX}.")
+        raise InputError(f"The number of faces must be from {GRID_MIN} to {GRID_MAX}.")
     return value
 
 

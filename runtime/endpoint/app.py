@@ -17,7 +17,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .batcher import Batcher, QueueFullError
+from ..common.errors import BusyError, InputError
+from .batcher import Batcher
 from .encoding import CONTENT_TYPES, encode_image
 from .output_store import OutputStore
 from .pipeline_setup import load_pipeline, resolve_devices, resolve_dtype
@@ -58,16 +59,10 @@ class ServerState:
     seconds_to_healthy: float | None = None
 
 
-class ApiError(Exception):
-    """An error with a status code and an optional offending field, rendered as ErrorResponse."""
+class NotReadyError(BusyError):
+    """The model is still loading (or failed to); the client retries later (503)."""
 
-    def __init__(self, status: int, error: str, message: str, *, field: str | None = None) -> None:
-        """Remember what to send."""
-        super().__init__(message)
-        self.status = status
-        self.error = error
-        self.message = message
-        self.field = field
+    code = "loading"
 
 
 def _error_body(error: str, message: str, fields: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
@@ -137,7 +132,7 @@ def create_app(
         batcher = Batcher(
             workers=workers,
             max_batch=settings.max_batch,
-            window_ms=settings.batch_window_ms,
+            batch_window_ms=settings.batch_window_ms,
             max_queue=settings.max_queue,
         )
         state = ServerState(settings=settings, workers=workers, batcher=batcher, output_store=store)
@@ -174,11 +169,15 @@ def create_app(
         log.info("rejected invalid request: %s", names)
         return JSONResponse(_error_body("invalid_request", f"invalid field(s): {names}", fields), status_code=422)
 
-    @app.exception_handler(ApiError)
-    async def on_api_error(_request: Request, exc: ApiError) -> JSONResponse:
+    @app.exception_handler(InputError)
+    async def on_input_error(_request: Request, exc: InputError) -> JSONResponse:
         fields = [(exc.field, exc.message)] if exc.field else []
-        headers = {"Retry-After": "1"} if exc.status in {429, 503} else None
-        return JSONResponse(_error_body(exc.error, exc.message, fields), status_code=exc.status, headers=headers)
+        return JSONResponse(_error_body(exc.code, exc.message, fields), status_code=400)
+
+    @app.exception_handler(BusyError)
+    async def on_busy_error(_request: Request, exc: BusyError) -> JSONResponse:
+        status = 503 if isinstance(exc, NotReadyError) else 429
+        return JSONResponse(_error_body(exc.code, exc.message), status_code=status, headers={"Retry-After": "1"})
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -215,8 +214,8 @@ def create_app(
         request_id = request_id_var.get()
         try:
             outcome = await state.batcher.submit(request_id=request_id, key=key, specs=specs)
-        except QueueFullError:
-            raise ApiError(429, "busy", "server is busy; retry later") from None
+        except BusyError:
+            raise BusyError("server is busy; retry later") from None
         if raw_format is not None:
             data = await asyncio.to_thread(encode_image, outcome.images[0], raw_format)
             return Response(data, media_type=CONTENT_TYPES[raw_format], headers={"X-Seed": str(specs[0].seed)})
@@ -252,14 +251,15 @@ def create_app(
 def _check_request(state: ServerState, body: GenerationRequest, raw_format: str | None) -> None:
     """Reject requests that are valid JSON but cannot be served in this deployment."""
     if state.status != "healthy":
-        raise ApiError(503, "loading", "model is not ready yet")
+        raise NotReadyError("model is not ready yet")
     if body.output == "s3" and state.output_store is None:
-        raise ApiError(400, "s3_not_configured", "output 's3' needs GENART_OUTPUTS_BUCKET", field="output")
+        raise InputError("output 's3' needs GENART_OUTPUTS_BUCKET", field="output", code="s3_not_configured")
     if raw_format is not None:
         if body.num_images != 1:
-            raise ApiError(400, "one_image_only", "a raw image response carries exactly one image", field="num_images")
+            message = "a raw image response carries exactly one image"
+            raise InputError(message, field="num_images", code="one_image_only")
         if body.output != "inline":
-            raise ApiError(400, "raw_needs_inline", "a raw image response cannot be written to S3", field="output")
+            raise InputError("a raw image response cannot be written to S3", field="output", code="raw_needs_inline")
 
 
 def _package_images(

@@ -12,13 +12,10 @@ from dataclasses import dataclass, field
 
 from PIL import Image
 
+from ..common.errors import BusyError
 from .worker import BatchKey, DiffusionWorker, ImageSpec
 
 log = logging.getLogger(__name__)
-
-
-class QueueFullError(Exception):
-    """The request queue is at capacity; the caller should retry later."""
 
 
 @dataclass
@@ -63,11 +60,13 @@ class Batcher:
     Requests that arrive while a batch runs wait in the queue and leave together in the next pipeline call.
     """
 
-    def __init__(self, *, workers: Sequence[DiffusionWorker], max_batch: int, window_ms: int, max_queue: int) -> None:
-        """Create the batcher; call start() inside the running event loop."""
+    def __init__(
+        self, *, workers: Sequence[DiffusionWorker], max_batch: int, batch_window_ms: float, max_queue: int
+    ) -> None:
+        """Create the batcher; call start() inside the running event loop (knobs named as in the bot's batcher)."""
         self._workers = list(workers)
         self._max_batch = max_batch
-        self._window = window_ms / 1000.0
+        self._window = batch_window_ms / 1000.0
         self._max_queue = max_queue
         self._pending: deque[Job] = deque()
         self._wakeup: asyncio.Event | None = None
@@ -95,15 +94,15 @@ class Batcher:
         while self._pending:
             job = self._pending.popleft()
             if not job.future.done():
-                job.future.set_exception(RuntimeError("server shutting down"))
+                job.future.set_exception(BusyError("server shutting down"))
 
     async def submit(self, *, request_id: str, key: BatchKey, specs: list[ImageSpec]) -> BatchOutcome:
-        """Queue a job and wait for its images; raises QueueFullError when the queue is full."""
+        """Queue a job and wait for its images; raises BusyError when max_queue requests are already waiting."""
         if self._wakeup is None:
             raise RuntimeError("batcher not started")
         if len(self._pending) >= self._max_queue:
             self.metrics.rejected_busy += 1
-            raise QueueFullError
+            raise BusyError("queue full; retry later")
         job = Job(request_id=request_id, key=key, specs=specs, future=asyncio.get_running_loop().create_future())
         self._pending.append(job)
         self.metrics.requests += 1

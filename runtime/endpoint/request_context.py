@@ -8,7 +8,10 @@ import logging
 import re
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import IO, Any
+
+from ..common.jsonlog import RedactingFilter
+from ..common.jsonlog import configure_logging as configure_json_logging
 
 REQUEST_ID_HEADER = "X-Request-Id"
 _INCOMING_HEADERS = (b"x-request-id", b"x-amzn-sagemaker-inference-id", b"x-amzn-requestid")
@@ -43,14 +46,9 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
-def configure_logging(level: str) -> None:
-    """Log one line per record with the request id, to stderr (CloudWatch in SageMaker)."""
-    handler = logging.StreamHandler()
-    handler.addFilter(RequestIdFilter())
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
+def configure_logging(*, level: str, stream: IO[str] | None = None) -> RedactingFilter:
+    """The shared JSON lines (runtime/common/jsonlog.py) with a `request_id` field, to stderr (CloudWatch)."""
+    return configure_json_logging(level=level, stream=stream, filters=[RequestIdFilter()])
 
 
 class RequestContextMiddleware:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -31,21 +31,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-    from .settings import Settings, SettingsError  # noqa: PLC0415
+    from .settings import ConfigError, Settings  # noqa: PLC0415
 
-    try:
-        settings = Settings.from_env()
-    except SettingsError as exc:
-        print(f"serve: {exc}", file=sys.stderr)
-        return 2
-    overrides: dict[str, object] = {}
+    overrides: dict[str, Any] = {}
     if args.model_dir is not None:
         overrides["model_dir"] = args.model_dir
     if args.port is not None:
         overrides["port"] = args.port
     if args.device:
         overrides["device"] = args.device
-    settings = dataclasses.replace(settings, **overrides)  # type: ignore[arg-type]
+    try:
+        settings = Settings.from_env(**overrides)
+    except ConfigError as exc:
+        print(f"serve: {exc}", file=sys.stderr)
+        return 2
 
     from .compile_cache import configure_cache_env  # noqa: PLC0415
 
@@ -58,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .app import create_app  # noqa: PLC0415
     from .request_context import configure_logging  # noqa: PLC0415
 
-    configure_logging(settings.log_level)
+    configure_logging(level=settings.log_level)
     preset = "tiny" if args.tiny_random else args.random_preset
     factory = None
     if preset is not None:

@@ -22,6 +22,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from .stylegan2.contract import step_module
+
 PIPELINE_DIR = Path(__file__).resolve().parent
 RUN_ID = "local"
 SOURCE_SIZE = 64
@@ -98,10 +100,10 @@ def draw_shapes_dataset(folder: Path, *, count: int, seed: int) -> list[Path]:
 
 
 def run_step(name: str, module: str, args: Sequence[str], *, python: str) -> None:
-    """Run `python -m stylegan2.<module> ...` with PYTHONPATH=runtime/pipeline, as the step image does."""
-    command = [python, "-m", f"stylegan2.{module}", *args]
+    """Run `python -m runtime.pipeline.stylegan2.<module> ...` from the repository root, as the step image does."""
+    command = [python, "-m", step_module(module), *args]
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PIPELINE_DIR), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PIPELINE_DIR.parents[1]), env.get("PYTHONPATH")]))
     env["PYTHONUNBUFFERED"] = "1"
     print(f"\n=== {name}: {' '.join(command[1:])}", flush=True)
     started = time.monotonic()

@@ -48,7 +48,11 @@ def test_image_is_published_into_storages_diffusion_repository(env_name: str) ->
     assert f"/genart-{env_name}/diffusion:" in _text(image)
     manifest = Path(app.stacks.diffusion.node.root.outdir) / f"{app.stacks.diffusion.artifact_id}.assets.json"
     (asset,) = json.loads(manifest.read_text())["dockerImages"].values()
-    assert Path(asset["source"]["directory"]).name.startswith("asset.")
+    assert (asset["source"]["dockerFile"], asset["source"]["platform"]) == (contract.IMAGE_DOCKERFILE, "linux/amd64")
+    context = Path(app.stacks.diffusion.node.root.outdir) / asset["source"]["directory"]
+    files = {p.relative_to(context).as_posix() for p in context.rglob("*") if p.is_file()}
+    assert {"endpoint/Dockerfile", "endpoint/requirements.txt", "endpoint/serve.py", "common/jsonlog.py"} <= files
+    assert not any(f.startswith(("bot/", "pipeline/", "lambdas/")) or "__pycache__" in f for f in files)
     (destination,) = asset["destinations"].values()
     assert destination["repositoryName"] == f"genart-{env_name}/diffusion"
     assert app.stacks.storage in app.stacks.diffusion.dependencies

@@ -123,7 +123,7 @@ def test_dataset_step_reads_the_input_parameter_and_writes_under_the_execution(s
     assert dataset["S3Output"]["S3Uri"] == join(f"{MODELS}/stylegan/runs", EXECUTION_ID, "dataset")
     app = prepare["AppSpecification"]
     assert app["ImageUri"] == RESOURCES.image_uri
-    assert app["ContainerEntrypoint"] == ["python", "-m", "stylegan2.dataset_tool"]
+    assert app["ContainerEntrypoint"] == ["python", "-m", "runtime.pipeline.stylegan2.dataset_tool"]
     args = app["ContainerArguments"]
     assert args[args.index("--resolution") + 1] == as_string({"Get": "Parameters.Resolution"})
     assert prepare["ProcessingResources"]["ClusterConfig"]["InstanceType"] == {
@@ -224,7 +224,7 @@ def test_export_step_publishes_latest_onnx_and_keeps_samples_per_execution(spot:
     assert outputs["publish"]["S3Uri"] == join(MODELS, "stylegan")
     assert outputs["publish"]["LocalPath"] == "/opt/ml/processing/output/publish"
     app = export["AppSpecification"]
-    assert app["ContainerEntrypoint"] == ["python", "-m", "stylegan2.generate"]
+    assert app["ContainerEntrypoint"] == ["python", "-m", "runtime.pipeline.stylegan2.generate"]
     args = app["ContainerArguments"]
     assert args[args.index("--publish-dir") + 1] == "/opt/ml/processing/output/publish"
     assert export["ProcessingResources"]["ClusterConfig"]["InstanceType"] == {"Get": "Parameters.ExportInstanceType"}

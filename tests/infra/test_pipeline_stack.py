@@ -163,12 +163,20 @@ def test_step_image_is_a_docker_asset_of_the_step_code_built_at_deploy(stack: Sy
     manifest = json.loads((outdir / f"{stack.name}.assets.json").read_text())
     (image,) = manifest["dockerImages"].values()
     source = image["source"]
-    assert (source["dockerFile"], source["platform"]) == ("Dockerfile", "linux/amd64")
+    assert (source["dockerFile"], source["platform"]) == (pipeline_contract.IMAGE_DOCKERFILE, "linux/amd64")
     context = outdir / source["directory"]
     files = {str(p.relative_to(context)) for p in context.rglob("*") if p.is_file()}
-    assert {"Dockerfile", "requirements.txt", "container/sagemaker_train.py", "stylegan2/train.py"} <= files
-    assert "stylegan2/metrics.py" in files and "stylegan2/generate.py" in files
-    assert "local_run.py" not in files and not any("__pycache__" in f for f in files)
+    assert {
+        "pipeline/Dockerfile",
+        "pipeline/requirements.txt",
+        "pipeline/container/sagemaker_train.py",
+        "pipeline/stylegan2/train.py",
+        "pipeline/stylegan2/metrics.py",
+        "pipeline/stylegan2/generate.py",
+        "common/jsonlog.py",
+    } <= files
+    assert "pipeline/local_run.py" not in files and not any("__pycache__" in f for f in files)
+    assert not any(f.startswith(("bot/", "endpoint/", "lambdas/")) for f in files)
 
 
 def test_dockerfile_follows_the_sagemaker_container_contract() -> None:
@@ -179,10 +187,12 @@ def test_dockerfile_follows_the_sagemaker_container_contract() -> None:
     requirements = (PIPELINE_DIR / "requirements.txt").read_text().split()
     assert any(re.fullmatch(r"torch==\d+\.\d+\.\d+", line) for line in requirements)
     copies = [args[0].split() for keyword, *args in instructions if keyword == "COPY"]
+    context = PIPELINE_DIR.parent  # the build context is runtime/ (IMAGE_BUILD_CONTEXT), so common/ ships too
     for source, _ in copies:
-        assert (PIPELINE_DIR / source).exists(), f"COPY source {source} is not in the build context"
-    assert ["stylegan2", "/opt/ml/code/stylegan2"] in copies
-    assert ["container/sagemaker_train.py", "/usr/local/bin/train"] in copies
+        assert (context / source).exists(), f"COPY source {source} is not in the build context"
+    assert ["pipeline/stylegan2", "/opt/ml/code/runtime/pipeline/stylegan2"] in copies
+    assert ["common", "/opt/ml/code/runtime/common"] in copies
+    assert "exec python -m runtime.pipeline.container.sagemaker_train" in dockerfile
     assert "PYTHONPATH=/opt/ml/code" in dockerfile
     assert "pip install --no-cache-dir -r /tmp/requirements.txt" in dockerfile
     assert not [args for keyword, *args in instructions if keyword in ("ENTRYPOINT", "CMD")]  # SageMaker passes `train`
@@ -413,7 +423,7 @@ def test_notify_function_runtime_handler_environment_role_and_logs(stack: Synthe
     props = function["Properties"]
     assert props["Runtime"] == "python3.13"  # the runtime the handler is tested with
     assert props["Architectures"] == ["arm64"]
-    assert props["Handler"] == "notify.handler.handler"
+    assert props["Handler"] == "runtime.lambdas.notify.handler.handler"
     assert callable(notify_handler.handler)
     assert 10 <= props["Timeout"] <= 300 and props["MemorySize"] >= 128
     topic_id, _ = only(template, "AWS::SNS::Topic")
@@ -430,7 +440,7 @@ def test_notify_function_runtime_handler_environment_role_and_logs(stack: Synthe
     assert function_id in json.dumps(template["Outputs"]["NotifyFunctionName"])
 
 
-def test_notify_function_code_is_the_lambdas_folder_with_the_handler_package(stack: SynthesizedStack) -> None:
+def test_notify_function_code_is_its_package_with_the_shared_log_module(stack: SynthesizedStack) -> None:
     _, function = only(stack.json, "AWS::Lambda::Function")
     key = function["Properties"]["Code"]["S3Key"]
     outdir = Path(cdk.Stage.of(stack.stack).outdir)  # type: ignore[union-attr]
@@ -442,7 +452,15 @@ def test_notify_function_code_is_the_lambdas_folder_with_the_handler_package(sta
     ]
     root = outdir / source["path"]
     files = {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
-    assert {"notify/__init__.py", "notify/handler.py", "notify/contract.py"} <= files
+    assert {
+        "__init__.py",
+        "lambdas/__init__.py",
+        "lambdas/notify/__init__.py",
+        "lambdas/notify/handler.py",
+        "lambdas/notify/contract.py",
+        "common/jsonlog.py",
+    } <= files
+    assert not any(f.startswith(("bot/", "endpoint/", "pipeline/")) for f in files)
     assert not any("__pycache__" in f or f.endswith(".pyc") for f in files)
 
 

@@ -34,3 +34,27 @@ def test_contract_modules_import_nothing_but_future() -> None:
         source = Path(str(module.__file__)).read_text()
         imports = [line for line in source.splitlines() if line.startswith(("import ", "from "))]
         assert imports == ["from __future__ import annotations"], module.__name__
+
+
+def test_both_micro_batchers_read_the_same_knobs_from_the_same_variables() -> None:
+    from runtime.bot.config import build_parser, settings_from
+    from runtime.endpoint.settings import Settings
+
+    names = ("ENV_MAX_BATCH", "ENV_BATCH_WINDOW_MS", "ENV_MAX_QUEUE")
+    assert [getattr(bot, name) for name in names] == [getattr(endpoint, name) for name in names]
+    env = {bot.ENV_MAX_BATCH: "4", bot.ENV_BATCH_WINDOW_MS: "40", bot.ENV_MAX_QUEUE: "64"}
+    bot_settings = settings_from(env, build_parser().parse_args([]))
+    endpoint_settings = Settings.from_env(env)
+    for settings in (bot_settings, endpoint_settings):
+        assert (settings.max_batch, settings.batch_window_ms, settings.max_queue) == (4, 40, 64)
+
+
+def test_images_and_assets_are_built_from_the_runtime_folder() -> None:
+    from runtime.pipeline.stylegan2 import contract as pipeline_image
+
+    for module in (endpoint, pipeline_image):
+        context = ROOT / module.IMAGE_BUILD_CONTEXT
+        assert (context / module.IMAGE_DOCKERFILE).is_file()
+        assert (context / "common" / "jsonlog.py").is_file()
+    assert bot.CODE_ASSET_DIR == notify.CODE_ASSET_DIR == "runtime"
+    assert notify.HANDLER.startswith("runtime.lambdas.notify.")

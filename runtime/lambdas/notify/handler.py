@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
@@ -11,10 +12,18 @@ from urllib.parse import urlparse
 import boto3
 from botocore.config import Config
 
-from .contract import DEFAULT_LINK_EXPIRY_SECONDS, ENV_LINK_EXPIRY_SECONDS, ENV_TOPIC_ARN, SAMPLE_GRID_FILE
+from ...common.errors import ConfigError, InputError
+from ...common.jsonlog import configure_logging
+from .contract import (
+    DEFAULT_LINK_EXPIRY_SECONDS,
+    ENV_LINK_EXPIRY_SECONDS,
+    ENV_LOG_LEVEL,
+    ENV_TOPIC_ARN,
+    SAMPLE_GRID_FILE,
+)
 
-logger = logging.getLogger()
-logger.setLevel(logging.INFO)
+logger = logging.getLogger(__name__)
+_logging_configured = False
 
 REQUIRED_FIELDS = ("pipeline_name", "execution_id", "samples_uri", "model_uri", "training_artifacts_uri")
 # SigV4 presigned URLs are capped at 7 days (and by the Lambda role session, whichever ends first).
@@ -22,8 +31,12 @@ MAX_LINK_EXPIRY_SECONDS = 7 * 24 * 3600
 SUBJECT_LIMIT = 100
 
 
-class NotifyEventError(ValueError):
-    """The pipeline passed an event this function cannot turn into a notification."""
+def configure_function_logging() -> None:
+    """Once per execution environment: the shared JSON lines on stdout (CloudWatch Logs) instead of Lambda's text."""
+    global _logging_configured  # noqa: PLW0603 - one switch per warm execution environment
+    if not _logging_configured:
+        configure_logging(level=os.environ.get(ENV_LOG_LEVEL) or "INFO", stream=sys.stdout)
+        _logging_configured = True
 
 
 @dataclass(frozen=True)
@@ -38,7 +51,7 @@ class S3Location:
         """Parse s3://bucket/key, naming the event field in the error."""
         parsed = urlparse(uri)
         if parsed.scheme != "s3" or not parsed.netloc:
-            raise NotifyEventError(f"{field}: expected an s3://bucket/key URI, got {uri!r}")
+            raise InputError(f"{field}: expected an s3://bucket/key URI, got {uri!r}", field=field)
         return cls(bucket=parsed.netloc, key=parsed.path.lstrip("/"))
 
     def child(self, name: str) -> S3Location:
@@ -48,12 +61,12 @@ class S3Location:
 
 
 def validate_event(event: Any) -> dict[str, str]:
-    """The event's fields as strings; raises NotifyEventError naming every missing field."""
+    """The event's fields as strings; raises InputError naming every missing field."""
     if not isinstance(event, dict):
-        raise NotifyEventError(f"event: expected a JSON object, got {type(event).__name__}")
+        raise InputError(f"event: expected a JSON object, got {type(event).__name__}")
     missing = [name for name in REQUIRED_FIELDS if event.get(name) in (None, "")]
     if missing:
-        raise NotifyEventError(f"event is missing required field(s): {', '.join(missing)}")
+        raise InputError(f"event is missing required field(s): {', '.join(missing)}")
     return {str(key): str(value) for key, value in event.items() if value is not None}
 
 
@@ -63,7 +76,7 @@ def link_expiry_seconds() -> int:
     try:
         value = int(raw)
     except ValueError as error:
-        raise RuntimeError(f"LINK_EXPIRY_SECONDS must be an integer, got {raw!r}") from error
+        raise ConfigError(f"{ENV_LINK_EXPIRY_SECONDS} must be an integer, got {raw!r}") from error
     return max(60, min(value, MAX_LINK_EXPIRY_SECONDS))
 
 
@@ -90,10 +103,11 @@ def build_message(fields: dict[str, str], *, grid_url: str, expiry_seconds: int)
 
 def handler(event: Any, context: Any) -> dict[str, str]:
     """Publish the notification; a bad event or a failed publish fails the pipeline step."""
+    configure_function_logging()
     fields = validate_event(event)
     topic_arn = os.environ.get(ENV_TOPIC_ARN)
     if not topic_arn:
-        raise RuntimeError("TOPIC_ARN is not set; the stack passes the notification topic's ARN")
+        raise ConfigError(f"{ENV_TOPIC_ARN} is not set; the stack passes the notification topic's ARN")
     grid = S3Location.parse(fields["samples_uri"], "samples_uri").child(SAMPLE_GRID_FILE)
     S3Location.parse(fields["model_uri"], "model_uri")
     expiry = link_expiry_seconds()

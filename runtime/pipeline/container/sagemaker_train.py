@@ -1,15 +1,23 @@
-#!/usr/bin/env python
-"""`train` entry point of the step image: SageMaker hyperparameters -> `python -m stylegan2.train` CLI flags."""
+"""`train` entry point of the step image: SageMaker hyperparameters -> `python -m runtime.pipeline.stylegan2.train`.
+
+The image's /usr/local/bin/train runs `python -m runtime.pipeline.container.sagemaker_train`.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shlex
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from ..stylegan2.cli import configure_step_logging
+from ..stylegan2.contract import step_module
+
+LOG = logging.getLogger("stylegan2.train_entry")
 
 CONFIG_DIR = Path("/opt/ml/input/config")
 DATA_DIR = Path("/opt/ml/input/data")
@@ -49,7 +57,7 @@ def launch_command(
     args: Sequence[str], *, gpus: int, hosts: Sequence[str], current_host: str, python: str = sys.executable
 ) -> list[str]:
     """One process per GPU under torchrun when there is more than one GPU or host, else plain python."""
-    module = ["-m", "stylegan2.train", *args]
+    module = ["-m", step_module("train"), *args]
     if len(hosts) <= 1 and gpus <= 1:
         return [python, *module]
     torchrun = ["torchrun", f"--nproc_per_node={max(gpus, 1)}"]
@@ -86,13 +94,16 @@ def gpu_count() -> int:
 
 def main() -> None:
     """Build the training command from SageMaker's config files and exec it (signals reach it directly)."""
+    configure_step_logging()
     hyperparameters = read_json(CONFIG_DIR / "hyperparameters.json", {})
     resources = read_json(CONFIG_DIR / "resourceconfig.json", {"hosts": ["algo-1"], "current_host": "algo-1"})
     args = [*path_args(os.environ), *hyperparameter_args(hyperparameters)]
     command = launch_command(
         args, gpus=gpu_count(), hosts=resources["hosts"], current_host=str(resources["current_host"])
     )
-    print(f"[train-entry] {shlex.join(command)}", flush=True)
+    LOG.info(f"launching {shlex.join(command)}", extra={"command": command})
+    for handler in logging.getLogger().handlers:
+        handler.flush()
     os.execvp(command[0], command)  # noqa: S606 (argument list, no shell)
 
 

@@ -6,6 +6,10 @@ import argparse
 import os
 from pathlib import Path
 
+from ...common.jsonlog import configure_logging
+
+LOG_LEVEL_ENV = "GENART_LOG_LEVEL"
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -23,3 +27,8 @@ def str2bool(value: str) -> bool:
 def env_path(name: str, fallback: str) -> Path:
     """Path from an environment variable (SageMaker contract) or a local fallback."""
     return Path(os.environ.get(name) or fallback)
+
+
+def configure_step_logging() -> None:
+    """The shared JSON log lines on stderr (CloudWatch); stdout keeps the `[metrics]` lines SageMaker parses."""
+    configure_logging(level=os.environ.get(LOG_LEVEL_ENV) or "INFO")

@@ -23,3 +23,30 @@ PROCESSING_SAMPLES = "/opt/ml/processing/output/samples"
 PROCESSING_PUBLISH = "/opt/ml/processing/output/publish"
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 TRAIN_CHANNEL = "train"
+
+# The step image: its build context is the repository's runtime/ folder (so runtime/common ships beside the step
+# code) and its Dockerfile path is relative to that context:
+#   docker build -f runtime/pipeline/Dockerfile runtime
+IMAGE_BUILD_CONTEXT = "runtime"
+IMAGE_DOCKERFILE = "pipeline/Dockerfile"
+# What the image asset stages from the context (Docker ignore syntax, later patterns win); the Dockerfile's
+# Dockerfile.dockerignore says the same for a plain `docker build`.
+IMAGE_EXCLUDES = (
+    "*",
+    "!__init__.py",
+    "!pipeline",
+    "!common",
+    "pipeline/local_run.py",
+    "common/settings.py",
+    "**/__pycache__",
+    "**/*.pyc",
+)
+# Where the image keeps the code (PYTHONPATH) and the package whose modules the steps run with `python -m`.
+CODE_DIR = "/opt/ml/code"
+STEP_PACKAGE = "runtime.pipeline.stylegan2"
+TRAIN_ENTRY_MODULE = "runtime.pipeline.container.sagemaker_train"
+
+
+def step_module(tool: str) -> str:
+    """The `python -m` module of one step script, e.g. runtime.pipeline.stylegan2.generate."""
+    return f"{STEP_PACKAGE}.{tool}"

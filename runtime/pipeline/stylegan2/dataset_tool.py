@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import logging
 import os
 import sys
 import time
@@ -17,6 +18,11 @@ from pathlib import Path
 import numpy as np
 from numpy.lib.format import open_memmap
 from PIL import Image
+
+from .cli import configure_step_logging
+
+# Named explicitly: run as `python -m`, this module's __name__ is "__main__".
+LOG = logging.getLogger("stylegan2.dataset_tool")
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp"})
 IMAGES_FILE = "images.npy"
@@ -120,7 +126,7 @@ class Progress:
         rate = done / max(now - self.start, 1e-9)
         eta = (self.total - done) / rate if rate > 0 else 0.0
         pct = 100.0 * done / max(self.total, 1)
-        print(f"[dataset] {done}/{self.total} files ({pct:.0f}%), {rate:.0f} files/s, eta {eta:.0f}s", flush=True)
+        LOG.info(f"{done}/{self.total} files ({pct:.0f}%), {rate:.0f} files/s, eta {eta:.0f}s")
 
 
 def build_dataset(*, source: Path, dest: Path, resolution: int, mirror: bool, min_size: int) -> Report:
@@ -213,20 +219,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the tool; returns the process exit code."""
     args = parse_args(argv)
+    configure_step_logging()
     try:
         report = build_dataset(
             source=args.source, dest=args.dest, resolution=args.resolution, mirror=args.mirror, min_size=args.min_size
         )
     except DatasetError as exc:
-        print(f"[dataset] error: {exc}", file=sys.stderr, flush=True)
+        LOG.error(f"{exc}")
         return 1
-    print(
-        f"[dataset] found {report.found} image files: {report.valid} used, {report.skipped_unreadable} unreadable, "
-        f"{report.skipped_too_small} too small; wrote {report.written} images at {args.resolution}px to {args.dest}",
-        flush=True,
+    LOG.info(
+        f"found {report.found} image files: {report.valid} used, {report.skipped_unreadable} unreadable, "
+        f"{report.skipped_too_small} too small; wrote {report.written} images at {args.resolution}px to {args.dest}"
     )
     for skipped in report.skipped[:10]:
-        print(f"[dataset] skipped {skipped['file']}: {skipped['reason']}", flush=True)
+        LOG.info(f"skipped {skipped['file']}: {skipped['reason']}")
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import logging
 import os
 import shutil
 import sys
@@ -18,8 +19,12 @@ import torch
 from PIL import Image
 
 from .checkpoint import load_generator
+from .cli import configure_step_logging
 from .export_onnx import OnnxMismatchError, export_generator, verify_onnx
 from .networks import Generator
+
+# Named explicitly: run as `python -m`, this module's __name__ is "__main__".
+LOG = logging.getLogger("stylegan2.generate")
 
 PUBLISHED_NAME = "latest.onnx"
 
@@ -48,7 +53,7 @@ def render(generator: Generator, latents: torch.Tensor, *, truncation: float, ba
     for start in range(0, len(latents), batch):
         chunk = generator(latents[start : start + batch], truncation, noise_mode="const")
         chunks.append(to_uint8(chunk))
-        print(f"[generate] rendered {min(start + batch, len(latents))}/{len(latents)} images", flush=True)
+        LOG.info(f"rendered {min(start + batch, len(latents))}/{len(latents)} images")
     return np.concatenate(chunks)
 
 
@@ -106,10 +111,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the step; non-zero exit when the checkpoint is missing or the ONNX model fails verification."""
     args = parse_args(argv)
+    configure_step_logging()
     try:
         generator, info = load_generator(args.checkpoint)
     except (FileNotFoundError, ValueError) as exc:
-        print(f"[generate] error: {exc}", file=sys.stderr, flush=True)
+        LOG.error(f"{exc}")
         return 1
     cols, rows = args.grid
     rng = torch.Generator().manual_seed(args.seed)
@@ -144,15 +150,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OnnxMismatchError as exc:
         summary["onnx"]["error"] = str(exc)
         (args.outdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        print(f"[generate] error: {exc}; not publishing", file=sys.stderr, flush=True)
+        LOG.error(f"{exc}; not publishing")
         return 1
     summary["onnx"].update(verified=True, max_abs_diff=worst)
-    print(f"[generate] ONNX matches PyTorch (max abs diff {worst:.2e})", flush=True)
+    LOG.info(f"ONNX matches PyTorch (max abs diff {worst:.2e})")
     if args.publish_dir is not None:
         summary["published"] = str(publish(onnx_path, args.publish_dir))
-        print(f"[generate] published {summary['published']}", flush=True)
+        LOG.info(f"published {summary['published']}")
     (args.outdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"[generate] wrote {args.outdir / 'grid.png'}, {args.num_images} images and {onnx_path}", flush=True)
+    LOG.info(f"wrote {args.outdir / 'grid.png'}, {args.num_images} images and {onnx_path}")
     return 0
 
 

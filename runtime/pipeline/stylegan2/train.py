@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shutil
 import signal
@@ -13,7 +14,7 @@ from types import FrameType
 
 import torch
 
-from .cli import env_path, str2bool
+from .cli import configure_step_logging, env_path, str2bool
 from .config import PRESETS
 from .distributed import init_distributed, shutdown
 from .training_loop import Trainer, TrainOptions, log
@@ -65,6 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run training; exit code 0 when finished, 128 + signal number when stopped by a signal."""
     raw_args = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(raw_args)
+    configure_step_logging()
     relaunch_under_torchrun(raw_args)
     env = init_distributed(device=args.device)
     on_gpu = env.device.type == "cuda"
@@ -95,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         trainer = Trainer(options, env=env)
     except (FileNotFoundError, ValueError) as exc:
-        print(f"[train] error: {exc}", file=sys.stderr, flush=True)
+        log(f"error: {exc}", level=logging.ERROR)
         shutdown(env)
         return 1
     received: list[int] = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -20,6 +21,8 @@ from .distributed import DistEnv, any_rank, average_, average_gradients, check_i
 from .loss import discriminator_loss, generator_loss, r1_penalty
 from .metrics import format_metrics
 from .networks import Discriminator, Generator
+
+LOG = logging.getLogger("stylegan2.train")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,9 +57,9 @@ class TrainOptions:
         return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
 
 
-def log(message: str) -> None:
-    """Progress line on stdout (SageMaker ships stdout to CloudWatch)."""
-    print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}", flush=True)
+def log(message: str, *, level: int = logging.INFO) -> None:
+    """Progress line in the shared JSON log format (runtime/common/jsonlog.py); CloudWatch gets it."""
+    LOG.log(level, message)
 
 
 class _TickStats:

@@ -15,11 +15,11 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from runtime.bot.cli import EXIT_CONFIG, main
-from runtime.bot.config import build_parser, plan_workers, settings_from
+from runtime.bot.config import BotEnvironment, build_parser, plan_workers, settings_from
 from runtime.bot.errors import ConfigError
-from runtime.bot.logging_setup import REDACTED, configure_logging
 from runtime.bot.model_source import ModelSource
 from runtime.bot.token_source import TokenSource, check_token, region_of, token_from_secrets_manager
+from runtime.common.jsonlog import REDACTED, configure_logging
 
 # Shaped like a Discord bot token (three base64url parts) but not a real one.
 FAKE_TOKEN = "MTA5ODc2NTQzMjEwOTg3NjU0Mw.GaBcDe.abcdefghijklmnopqrstuvwxyz0123456789AB"
@@ -143,6 +143,19 @@ def test_settings_from_environment(tmp_path: Path) -> None:
     assert plan_workers(2) == (1, 2) and plan_workers(16) == (4, 4)
 
 
+def test_batching_knobs_come_from_the_shared_env_names() -> None:
+    env = {"GENART_MAX_BATCH": "4", "GENART_BATCH_WINDOW_MS": "40", "GENART_MAX_QUEUE": "64"}
+    settings = settings_from(env, build_parser().parse_args([]))
+    assert (settings.max_batch, settings.batch_window_ms, settings.max_queue) == (4, 40.0, 64)
+    assert settings_from(env, build_parser().parse_args(["--max-batch", "2"])).max_batch == 2
+
+
+def test_environment_token_stays_out_of_reprs() -> None:
+    settings = BotEnvironment.from_env({"DISCORD_TOKEN": FAKE_TOKEN})
+    assert FAKE_TOKEN not in repr(settings)
+    assert settings_from({"DISCORD_TOKEN": FAKE_TOKEN}, build_parser().parse_args([])).token_source.read() == FAKE_TOKEN
+
+
 @pytest.mark.parametrize(
     ("env", "message"),
     [
@@ -151,6 +164,9 @@ def test_settings_from_environment(tmp_path: Path) -> None:
         ({"GENART_IMAGE_FORMAT": "gif"}, "png or jpeg"),
         ({"GENART_COOLDOWN_S": "nan"}, "GENART_COOLDOWN_S"),
         ({"GENART_PREFIX_COMMANDS": "maybe"}, "0/1/true/false"),
+        ({"GENART_MAX_BATCH": "0"}, "GENART_MAX_BATCH must be >= 1, got '0'"),
+        ({"GENART_MAX_QUEUE": "many"}, "GENART_MAX_QUEUE must be an integer"),
+        ({"GENART_BATCH_WINDOW_MS": "-1"}, "GENART_BATCH_WINDOW_MS must be >= 0"),
     ],
 )
 def test_bad_settings_are_clear(env: dict[str, str], message: str) -> None:
@@ -207,7 +223,7 @@ def test_token_never_reaches_logs(restore_logging: None) -> None:
     records = [json.loads(line) for line in output.splitlines()]
     assert len(records) == 4
     assert secret not in output and FAKE_TOKEN not in output
-    assert records[0]["msg"] == f"login with {REDACTED}"
+    assert records[0]["message"] == f"login with {REDACTED}"
     assert records[1]["authorization"] == f"Bot {REDACTED}"
-    assert REDACTED in records[2]["msg"]
-    assert "RuntimeError" in records[3]["exc"] and REDACTED in records[3]["exc"]
+    assert REDACTED in records[2]["message"]
+    assert "RuntimeError" in records[3]["error"] and REDACTED in records[3]["error"]

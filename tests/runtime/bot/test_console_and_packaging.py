@@ -1,22 +1,60 @@
-"""Console mode end to end as deployed (package imported as top-level `bot`), torch-free runtime, pinned deps."""
+"""Console mode end to end as deployed (`python -m runtime.bot` in the app dir), torch-free runtime, pinned deps."""
 
 from __future__ import annotations
 
 import ast
+import fnmatch
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[3] / "runtime" / "bot"
+from runtime.bot import contract
+
+ROOT = Path(__file__).resolve().parents[3]
+PACKAGE = ROOT / "runtime" / "bot"
+
+
+def _ignored(relative: str) -> bool:
+    """CDK's glob ignore rule for one path: the last matching pattern wins; slash-free patterns match the name."""
+    ignored = False
+    for pattern in contract.CODE_ASSET_EXCLUDE:
+        glob = pattern.removeprefix("!")
+        target = relative.rsplit("/", 1)[-1] if "/" not in glob else relative
+        if fnmatch.fnmatch(target, glob) or (glob.startswith("**/") and fnmatch.fnmatch(target, glob[3:])):
+            ignored = not pattern.startswith("!")
+    return ignored
+
+
+def asset_files() -> list[str]:
+    """Files of runtime/ the code asset keeps: CDK skips an ignored folder without looking inside it."""
+    base = ROOT / contract.CODE_ASSET_DIR
+    kept = []
+    for path in sorted(base.rglob("*")):
+        relative = path.relative_to(base).as_posix()
+        parts = relative.split("/")
+        ancestors = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+        if path.is_file() and not any(_ignored(candidate) for candidate in ancestors):
+            kept.append(relative)
+    return kept
 
 
 def deploy_layout(tmp_path: Path) -> Path:
-    """Copy runtime/bot to APP/bot like the EC2 user data unpacks the code asset."""
+    """Lay out APP/runtime/... the way the EC2 user data unpacks the code asset."""
     app = tmp_path / "app"
-    shutil.copytree(PACKAGE, app / "bot", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for relative in asset_files():
+        target = app / contract.CODE_ASSET_DIR / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / contract.CODE_ASSET_DIR / relative, target)
     return app
+
+
+def test_code_asset_holds_the_bot_and_common_packages_only() -> None:
+    tops = {path.split("/")[0] for path in asset_files()}
+    assert tops == {"__init__.py", "bot", "common"}
+    assert "bot/requirements.txt" in asset_files()
+    assert not [path for path in asset_files() if "__pycache__" in path or path.endswith(".pyc")]
 
 
 def test_console_mode_end_to_end_without_torch(tmp_path: Path, tiny_generator_onnx: Path) -> None:
@@ -36,8 +74,9 @@ def test_console_mode_end_to_end_without_torch(tmp_path: Path, tiny_generator_on
             "$no_such_command",
         ]
     )
+    flags = ["--console", "--model", str(tiny_generator_onnx), "--out", str(out)]
     result = subprocess.run(
-        [sys.executable, "-m", "bot", "--console", "--model", str(tiny_generator_onnx), "--out", str(out)],
+        [sys.executable, "-m", contract.ENTRY_MODULE, *flags],
         check=False,
         cwd=app,
         input=commands + "\n",
@@ -53,7 +92,7 @@ def test_console_mode_end_to_end_without_torch(tmp_path: Path, tiny_generator_on
     assert wrote[0].read_bytes() == wrote[1].read_bytes()
     assert "Truncation must be a finite number" in result.stdout
     assert "Unknown command `no_such_command`" in result.stdout
-    assert '"msg": "generator loaded"' in result.stderr  # JSON logs go to stderr in console mode
+    assert '"message": "generator loaded"' in result.stderr  # JSON logs go to stderr in console mode
 
 
 def test_runtime_source_never_imports_torch() -> None:
@@ -72,7 +111,7 @@ def test_runtime_source_never_imports_torch() -> None:
 def test_full_import_graph_is_torch_free(tmp_path: Path) -> None:
     app = deploy_layout(tmp_path)
     probe = (
-        "import sys, bot.cli, bot.discord_app, bot.console, bot.engine\n"
+        "import sys, runtime.bot.cli, runtime.bot.discord_app, runtime.bot.console, runtime.bot.engine\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in {'torch', 'torchvision'})\n"
         "assert not bad, bad\n"
     )

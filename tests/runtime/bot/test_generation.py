@@ -103,7 +103,7 @@ def test_batching_path_equals_single_path(face_generator: FaceGenerator) -> None
     singles = np.concatenate([face_generator.generate(latents[i : i + 1], 0.7) for i in range(len(names))])
 
     async def scenario() -> tuple[list[npt.NDArray[np.uint8]], int]:
-        _, batcher, executor = make_service(face_generator, window_s=0.2, max_batch=8)
+        _, batcher, executor = make_service(face_generator, batch_window_ms=200, max_batch=8)
         runs_before = face_generator.runs
         results = await asyncio.gather(*(batcher.generate(latents[i : i + 1], 0.7) for i in range(len(names))))
         runs = face_generator.runs - runs_before
@@ -120,7 +120,7 @@ def test_batches_split_by_psi_and_size(face_generator: FaceGenerator) -> None:
     latents = latents_for_seeds(list(range(5)))
 
     async def scenario() -> int:
-        _, batcher, executor = make_service(face_generator, window_s=0.2, max_batch=3)
+        _, batcher, executor = make_service(face_generator, batch_window_ms=200, max_batch=3)
         before = face_generator.runs
         await asyncio.gather(
             *(batcher.generate(latents[i : i + 1], 0.5) for i in range(4)), batcher.generate(latents[4:5], 1.0)
@@ -170,7 +170,7 @@ def test_full_queue_answers_busy_without_crashing() -> None:
     slow = SlowGenerator(seconds=0.3)
 
     async def scenario() -> list[str]:
-        service, batcher, executor = make_service(slow, window_s=0.0, max_batch=1, max_pending=2, workers=1)
+        service, batcher, executor = make_service(slow, batch_window_ms=0, max_batch=1, max_queue=2, workers=1)
         tasks = [asyncio.create_task(service.claim_waifu(Requester(user_id=str(i)), f"n{i}")) for i in range(2)]
         await asyncio.sleep(0.05)
         busy = await service.claim_waifu(Requester(user_id="late"), "late")
@@ -192,7 +192,7 @@ def test_cancelled_requests_are_not_generated() -> None:
     slow = SlowGenerator(seconds=0.2)
 
     async def scenario() -> tuple[int, int, int]:
-        _, batcher, executor = make_service(slow, window_s=0.0, max_batch=1, workers=1)
+        _, batcher, executor = make_service(slow, batch_window_ms=0, max_batch=1, workers=1)
         running = asyncio.create_task(batcher.generate(latents_for_seeds([1]), 0.7))
         await asyncio.sleep(0.05)
         abandoned = asyncio.create_task(batcher.generate(latents_for_seeds([2]), 0.7))
@@ -250,7 +250,7 @@ def test_event_loop_stays_responsive_during_generation() -> None:
     slow = SlowGenerator(seconds=0.5)
 
     async def scenario() -> float:
-        service, batcher, executor = make_service(slow, window_s=0.0)
+        service, batcher, executor = make_service(slow, batch_window_ms=0)
         worst, last = 0.0, time.monotonic()
         task = asyncio.create_task(service.claim_waifu_grid(USER, "4"))
         while not task.done():
@@ -286,7 +286,7 @@ def test_closing_batcher_finishes_in_flight_and_rejects_new_work() -> None:
     slow = SlowGenerator(seconds=0.2)
 
     async def scenario() -> tuple[int, str]:
-        service, batcher, executor = make_service(slow, window_s=0.0)
+        service, batcher, executor = make_service(slow, batch_window_ms=0)
         in_flight = asyncio.create_task(batcher.generate(latents_for_seeds([1]), 0.7))
         await asyncio.sleep(0.05)
         closing = asyncio.create_task(batcher.close(drain_timeout_s=5))

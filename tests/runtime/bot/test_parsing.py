@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from runtime.bot.commands import parse_command_line
-from runtime.bot.errors import UserInputError
+from runtime.bot.errors import InputError
 from runtime.bot.parsing import (
     DEFAULT_GRID,
     DEFAULT_PSI,
@@ -82,7 +82,7 @@ def test_clean_name(raw: str | None, expected: str | None) -> None:
 
 
 def test_too_long_name_is_rejected() -> None:
-    with pytest.raises(UserInputError, match="too long"):
+    with pytest.raises(InputError, match="too long"):
         clean_name("x" * (MAX_NAME_CHARS + 1))
 
 
@@ -98,13 +98,13 @@ def test_parse_psi_accepts(raw: str | None, expected: float) -> None:
     "raw", ["nan", "NaN", "inf", "-inf", "1e999", "1e308", "2.0001", "-0.1", "-5", "abc", "0.5.5", "😀", "1,2,3"]
 )
 def test_parse_psi_rejects_with_friendly_message(raw: str) -> None:
-    with pytest.raises(UserInputError) as info:
+    with pytest.raises(InputError) as info:
         parse_psi(raw)
     assert "Truncation" in str(info.value)
 
 
 def test_parse_psi_rejects_float_nan() -> None:
-    with pytest.raises(UserInputError):
+    with pytest.raises(InputError):
         parse_psi(float("nan"))
 
 
@@ -115,7 +115,7 @@ def test_parse_count_accepts(raw: str | None, expected: int) -> None:
 
 @pytest.mark.parametrize("raw", ["0", "17", "-1", "4.5", "many", "9" * 50])
 def test_parse_count_rejects(raw: str) -> None:
-    with pytest.raises(UserInputError):
+    with pytest.raises(InputError):
         parse_count(raw)
 
 

@@ -11,8 +11,9 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
+from runtime.common.errors import ConfigError
 from runtime.endpoint.app import create_app
-from runtime.endpoint.settings import Settings, SettingsError
+from runtime.endpoint.settings import Settings
 
 from .conftest import BASE_REQUEST, make_settings, tiny_factory, wait_healthy
 
@@ -65,8 +66,33 @@ def test_environment_overrides_and_normalisation() -> None:
     ],
 )
 def test_bad_environment_values_fail_at_start(name: str, value: str) -> None:
-    with pytest.raises(SettingsError, match=name):
+    with pytest.raises(ConfigError, match=name):
         Settings.from_env({name: value})
+
+
+def test_errors_name_the_variable_and_the_rule() -> None:
+    with pytest.raises(ConfigError, match=r"^GENART_MAX_BATCH must be >= 1, got '0'$"):
+        Settings.from_env({"GENART_MAX_BATCH": "0"})
+    overridden = Settings.from_env({"SAGEMAKER_BIND_TO_PORT": "9090"}, port=7070)
+    assert overridden.port == 7070  # serve's --port wins over the environment
+
+
+def test_image_is_built_from_the_runtime_folder_with_common_beside_endpoint() -> None:
+    from runtime.endpoint import contract
+
+    context = ENDPOINT_DIR.parents[1] / contract.IMAGE_BUILD_CONTEXT
+    dockerfile = context / contract.IMAGE_DOCKERFILE
+    assert dockerfile == ENDPOINT_DIR / "Dockerfile"
+    text = dockerfile.read_text()
+    for line in (
+        "COPY endpoint/requirements.txt /tmp/requirements.txt",
+        "COPY common /opt/program/runtime/common",
+        "COPY endpoint /opt/program/runtime/endpoint",
+        "COPY __init__.py /opt/program/runtime/__init__.py",
+    ):
+        assert line in text, line
+    ignore = (ENDPOINT_DIR / "Dockerfile.dockerignore").read_text().splitlines()
+    assert [line for line in ignore if line and not line.startswith("#")] == list(contract.IMAGE_EXCLUDES)
 
 
 def test_requirements_are_pinned_and_match_the_tested_versions() -> None:
@@ -77,7 +103,16 @@ def test_requirements_are_pinned_and_match_the_tested_versions() -> None:
             name, _, version = line.partition("==")
             assert version, f"unpinned requirement {line!r}"
             pins[name.lower()] = version
-    for package in ("diffusers", "transformers", "fastapi", "pydantic", "uvicorn", "boto3", "safetensors"):
+    for package in (
+        "diffusers",
+        "transformers",
+        "fastapi",
+        "pydantic",
+        "pydantic-settings",
+        "uvicorn",
+        "boto3",
+        "safetensors",
+    ):
         assert pins[package] == metadata.version(package), package
     assert pins["torch"] == torch.__version__.split("+")[0]
 

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
@@ -12,6 +17,7 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
+from runtime.lambdas.notify import contract
 from runtime.lambdas.notify import handler as notify
 
 REGION = "eu-west-1"
@@ -29,6 +35,17 @@ def good_event() -> dict[str, Any]:
         "model_uri": f"s3://{MODELS}/stylegan/latest.onnx",
         "kimg": 1000,
     }
+
+
+@pytest.fixture(autouse=True)
+def restore_logging(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The handler configures root logging on its first call; give every test a fresh first call."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    monkeypatch.setattr(notify, "_logging_configured", False)
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture
@@ -93,20 +110,20 @@ def test_missing_fields_give_a_clear_error_and_publish_nothing(aws: dict[str, st
     event = good_event()
     del event["model_uri"]
     event["samples_uri"] = ""
-    with pytest.raises(notify.NotifyEventError, match=r"missing required field\(s\): samples_uri, model_uri"):
+    with pytest.raises(notify.InputError, match=r"missing required field\(s\): samples_uri, model_uri"):
         notify.handler(event, None)
     assert received(aws["queue_url"]) == []
 
 
 def test_non_object_event_is_rejected() -> None:
-    with pytest.raises(notify.NotifyEventError, match="expected a JSON object, got list"):
+    with pytest.raises(notify.InputError, match="expected a JSON object, got list"):
         notify.validate_event(["samples_uri"])
 
 
 def test_bad_s3_uri_names_the_field(aws: dict[str, str]) -> None:
     event = good_event()
     event["samples_uri"] = "/opt/ml/processing/output/samples"
-    with pytest.raises(notify.NotifyEventError, match="samples_uri: expected an s3://bucket/key URI"):
+    with pytest.raises(notify.InputError, match="samples_uri: expected an s3://bucket/key URI"):
         notify.handler(event, None)
 
 
@@ -119,7 +136,7 @@ def test_sns_failure_surfaces_as_an_exception(aws: dict[str, str], monkeypatch: 
 
 def test_missing_topic_configuration_is_an_error(aws: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("TOPIC_ARN")
-    with pytest.raises(RuntimeError, match="TOPIC_ARN is not set"):
+    with pytest.raises(notify.ConfigError, match="TOPIC_ARN is not set"):
         notify.handler(good_event(), None)
 
 
@@ -127,3 +144,24 @@ def test_subject_stays_within_the_sns_limit() -> None:
     fields = notify.validate_event({**good_event(), "execution_id": "x" * 200})
     subject, _ = notify.build_message(fields, grid_url="https://example", expiry_seconds=3600)
     assert len(subject) == notify.SUBJECT_LIMIT
+
+
+def test_asset_layout_imports_the_handler_without_pydantic(tmp_path: Path) -> None:
+    """The function ships runtime/ cut down by CODE_ASSET_EXCLUDE; its handler imports from that layout alone."""
+    root = Path(__file__).resolve().parents[3] / contract.CODE_ASSET_DIR
+    for path in root.rglob("*.py"):
+        relative = path.relative_to(root).as_posix()
+        shipped = relative == "__init__.py" or relative.startswith(("lambdas/", "common/"))
+        if shipped and relative != "common/settings.py":
+            (tmp_path / "runtime" / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, tmp_path / "runtime" / relative)
+    module, _, function = contract.HANDLER.rpartition(".")
+    probe = (
+        f"import sys, {module} as m\n"
+        f"assert callable(m.{function})\n"
+        "assert not [n for n in sys.modules if n.startswith('pydantic')], 'pydantic imported'\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -11,10 +12,21 @@ import numpy as np
 import pytest
 import torch
 
+from runtime.pipeline.stylegan2.contract import step_module
 from runtime.pipeline.stylegan2.dataset_tool import IMAGES_FILE, MANIFEST_FILE
 
 REPO = Path(__file__).resolve().parents[3]
 PIPELINE_DIR = REPO / "runtime" / "pipeline"
+
+
+@pytest.fixture(autouse=True)
+def _restore_root_logging() -> Iterator[None]:
+    """Step mains configure root logging onto the captured stderr; put the previous handlers back afterwards."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture(autouse=True)
@@ -47,10 +59,10 @@ def synthetic_dataset(tmp_path: Path) -> Path:
 
 
 def step_env() -> dict[str, str]:
-    """Environment for `python -m stylegan2.<step>` the way the container runs it."""
-    return {**os.environ, "PYTHONPATH": str(PIPELINE_DIR), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    """Environment for `python -m runtime.pipeline.stylegan2.<step>` the way the container runs it."""
+    return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
 def step_command(module: str, *args: str) -> list[str]:
     """Command line for one step script."""
-    return [sys.executable, "-m", f"stylegan2.{module}", *args]
+    return [sys.executable, "-m", step_module(module), *args]

@@ -41,7 +41,7 @@ def test_counts_skips_crops_and_mirrors(tmp_path: Path, capsys: pytest.CaptureFi
     assert manifest["skipped_unreadable"] == 1 and manifest["skipped_too_small"] == 1
     assert manifest["resolution"] == 16 and manifest["mirror"] is True
     assert {s["file"] for s in manifest["skipped"]} == {"broken.jpg", "tiny.png"}
-    report = capsys.readouterr().out
+    report = capsys.readouterr().err  # the shared JSON log lines go to stderr
     assert "1 unreadable" in report and "1 too small" in report and "broken.jpg" in report
 
     images = np.load(tmp_path / "out" / "images.npy", mmap_mode="r")

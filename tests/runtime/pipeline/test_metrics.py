@@ -8,7 +8,7 @@ import sys
 
 from runtime.pipeline.stylegan2.metrics import METRIC_DEFINITIONS, format_metrics
 
-from .conftest import PIPELINE_DIR
+from .conftest import REPO
 
 
 def test_definitions_parse_every_value() -> None:
@@ -20,5 +20,8 @@ def test_definitions_parse_every_value() -> None:
 
 
 def test_metrics_module_does_not_import_torch() -> None:
-    code = "import sys, stylegan2.metrics as m; assert m.METRIC_DEFINITIONS; assert 'torch' not in sys.modules"
-    subprocess.run([sys.executable, "-c", code], cwd=PIPELINE_DIR, check=True, env={"PYTHONPATH": str(PIPELINE_DIR)})
+    code = (
+        "import sys, runtime.pipeline.stylegan2.metrics as m; assert m.METRIC_DEFINITIONS; "
+        "assert 'torch' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, env={"PYTHONPATH": str(REPO)})

@@ -41,12 +41,13 @@ def test_paths_follow_sagemaker_layout_unless_the_toolkit_variables_say_otherwis
 
 def test_one_gpu_on_one_host_runs_plain_python() -> None:
     command = entry.launch_command(["--kimg", "1"], gpus=1, hosts=["algo-1"], current_host="algo-1", python="py")
-    assert command == ["py", "-m", "stylegan2.train", "--kimg", "1"]
+    assert command == ["py", "-m", "runtime.pipeline.stylegan2.train", "--kimg", "1"]
 
 
 def test_several_gpus_run_one_process_each_under_torchrun() -> None:
     command = entry.launch_command(["--kimg", "1"], gpus=4, hosts=["algo-1"], current_host="algo-1")
-    assert command == ["torchrun", "--nproc_per_node=4", "--standalone", "-m", "stylegan2.train", "--kimg", "1"]
+    train = "runtime.pipeline.stylegan2.train"
+    assert command == ["torchrun", "--nproc_per_node=4", "--standalone", "-m", train, "--kimg", "1"]
 
 
 def test_several_hosts_rendezvous_on_the_first_host() -> None:
@@ -60,7 +61,7 @@ def test_several_hosts_rendezvous_on_the_first_host() -> None:
         "--master_addr=algo-1",
         f"--master_port={entry.MASTER_PORT}",
         "-m",
-        "stylegan2.train",
+        "runtime.pipeline.stylegan2.train",
     ]
     with pytest.raises(ValueError, match="not in the job's hosts"):
         entry.launch_command([], gpus=1, hosts=hosts, current_host="algo-9")

@@ -168,9 +168,9 @@ def test_cli_sigterm_checkpoints_then_resumes(
     target_kimg = (state["nimg"] + 8) / 1000
     handler_before = signal.getsignal(signal.SIGTERM)
     assert train.main([*args, "--kimg", str(target_kimg)]) == 0  # in-process: saves a second interpreter start
-    resumed_log = capsys.readouterr().out
-    assert f"resumed from {saved}" in resumed_log
-    assert re.search(r"^\[metrics\] kimg=\S+ loss_G=\S+ loss_D=\S+ r1=\S+ sec_per_kimg=\S+$", resumed_log, re.M)
+    resumed = capsys.readouterr()
+    assert f"resumed from {saved}" in resumed.err  # JSON log lines on stderr, metric lines alone on stdout
+    assert re.search(r"^\[metrics\] kimg=\S+ loss_G=\S+ loss_D=\S+ r1=\S+ sec_per_kimg=\S+$", resumed.out, re.M)
     assert signal.getsignal(signal.SIGTERM) is handler_before, "train.main must restore signal handlers"
     final = load_state(tmp_path / "model" / "generator.pt")
     assert final["nimg"] == state["nimg"] + 8
