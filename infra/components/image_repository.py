@@ -6,7 +6,6 @@ import re
 
 from aws_cdk import (
     Aws,
-    CfnOutput,
     CliCredentialsStackSynthesizer,
     DefaultStackSynthesizer,
     Duration,
@@ -127,7 +126,7 @@ class ImageRepository(Construct):
                     actions=list(PUBLISH_ACTIONS),
                 )
             )
-        CfnOutput(self, "Uri", value=self.repository.repository_uri, description=description)
+        self.description = description
 
     def grant_pull(self, grantee: iam.IGrantable) -> iam.Grant:
         """Let grantee pull images (and get an ECR login token)."""

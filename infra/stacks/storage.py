@@ -113,6 +113,10 @@ class StorageStack(Stack):
             ("AccessLogsBucketName", self.access_logs_bucket.bucket_name, "S3 server access logs"),
             ("BotTokenSecretArn", self.bot_token_secret.secret_arn, "Secret holding the Discord bot token"),
             ("OpsAlertsTopicArn", self.ops_alerts.topic_arn, "Every system's alarms and failure alerts"),
+            *(
+                (f"{system.capitalize()}RepositoryUri", repository.repository.repository_uri, repository.description)
+                for system, repository in self.image_repositories.items()
+            ),
         ):
             CfnOutput(self, output_id, value=value, description=description)
 

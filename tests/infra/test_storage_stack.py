@@ -153,6 +153,7 @@ def test_ops_alerts_topic_is_encrypted_and_admits_alarms_and_rules(env_name: str
     }
     assert principals == {"cloudwatch.amazonaws.com", "events.amazonaws.com"}
     assert "OpsAlertsTopicArn" in stack.json["Outputs"]
+    assert {"DiffusionRepositoryUri", "PipelineRepositoryUri"} <= set(stack.json["Outputs"])
 
 
 def test_alerts_email_subscribes_to_the_ops_alerts_topic() -> None:
