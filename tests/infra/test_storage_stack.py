@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Match
 
-from infra.app_builder import IMAGE_SYSTEMS
 from infra.config import load_config
 from tests.infra.synth import CDK_JSON, REPO_ROOT, SynthesizedStack, resources_of_type, synth_config, synth_env
 
@@ -132,7 +131,8 @@ def test_outputs_name_every_bucket_and_the_secret() -> None:
 def test_one_scanned_repository_per_image_building_system(env_name: str) -> None:
     repositories = resources_of_type(_storage(env_name).json, "AWS::ECR::Repository").values()
     assert sorted(r["Properties"]["RepositoryName"] for r in repositories) == [
-        f"genart-{env_name}/{system}" for system in sorted(IMAGE_SYSTEMS)
+        f"genart-{env_name}/diffusion",
+        f"genart-{env_name}/pipeline",
     ]
     for repository in repositories:
         assert repository["Properties"]["ImageScanningConfiguration"] == {"ScanOnPush": True}
