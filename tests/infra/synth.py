@@ -80,6 +80,13 @@ def synth_config(config: EnvConfig, context: dict[str, Any] | None = None) -> Sy
     return SynthesizedApp(config=config, stacks=stacks, by_name=by_name)
 
 
+@functools.cache
+def realtime_app() -> SynthesizedApp:
+    """An environment that opts into a warm real-time Diffusion endpoint (no cdk.json env ships one)."""
+    envs = {"rt": {"diffusion": {"mode": "realtime", "min_instances": 1, "max_instances": 2}}}
+    return synth_config(load_config(envs, "rt"))
+
+
 def all_stacks() -> list[SynthesizedStack]:
     """Every stack of every environment in cdk.json; the gates are parametrized over these."""
     return [s for env in ENV_NAMES for s in synth_env(env).by_name.values()]

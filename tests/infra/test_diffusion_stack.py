@@ -1,5 +1,6 @@
 """The Diffusion stack's composition: cdk.json settings reach the endpoint construct, the image lands in Storage's
-repository, results go to the outputs bucket and every alarm to the ops-alerts topic (dev = async, prod = realtime)."""
+repository, results go to the outputs bucket and every alarm to the ops-alerts topic (dev and prod are async; a
+realtime variant is synthesized from an explicit config)."""
 
 from __future__ import annotations
 
@@ -12,14 +13,24 @@ import pytest
 from infra.config import ConfigError, load_config
 from infra.stacks.diffusion import container_environment, endpoint_name
 from runtime.endpoint import contract
-from tests.infra.synth import SynthesizedStack, resources_of_type, synth_env
+from tests.infra.synth import SynthesizedApp, SynthesizedStack, realtime_app, resources_of_type, synth_env
 
-MODES = {"dev": "async", "prod": "realtime"}
-ENDPOINTS = {"dev": "genart-dev-sd-async-g5-xlarge", "prod": "genart-prod-sd-realtime-g5-xlarge"}
+VARIANTS = ["dev", "prod", "realtime"]
+MODES = {"dev": "async", "prod": "async", "realtime": "realtime"}
+ENDPOINTS = {
+    "dev": "genart-dev-sd-async-g5-xlarge",
+    "prod": "genart-prod-sd-async-g5-xlarge",
+    "realtime": "genart-rt-sd-realtime-g5-xlarge",
+}
 
 
-def _diffusion(env_name: str) -> SynthesizedStack:
-    app = synth_env(env_name)
+def _app(variant: str) -> SynthesizedApp:
+    """A cdk.json environment, or "realtime": an env that opts into a warm real-time endpoint."""
+    return realtime_app() if variant == "realtime" else synth_env(variant)
+
+
+def _diffusion(variant: str) -> SynthesizedStack:
+    app = _app(variant)
     return app.by_name[app.stacks.diffusion.stack_name]
 
 
@@ -41,11 +52,12 @@ def _suffix(value: Any) -> str:
     return parts[-1]  # type: ignore[no-any-return]
 
 
-@pytest.mark.parametrize("env_name", ["dev", "prod"])
+@pytest.mark.parametrize("env_name", VARIANTS)
 def test_image_is_published_into_storages_diffusion_repository(env_name: str) -> None:
-    app = synth_env(env_name)
+    app = _app(env_name)
+    name = app.config.name
     image = _one(_diffusion(env_name), "AWS::SageMaker::Model")["PrimaryContainer"]["Image"]
-    assert f"/genart-{env_name}/diffusion:" in _text(image)
+    assert f"/genart-{name}/diffusion:" in _text(image)
     manifest = Path(app.stacks.diffusion.node.root.outdir) / f"{app.stacks.diffusion.artifact_id}.assets.json"
     (asset,) = json.loads(manifest.read_text())["dockerImages"].values()
     assert (asset["source"]["dockerFile"], asset["source"]["platform"]) == (contract.IMAGE_DOCKERFILE, "linux/amd64")
@@ -54,14 +66,14 @@ def test_image_is_published_into_storages_diffusion_repository(env_name: str) ->
     assert {"endpoint/Dockerfile", "endpoint/requirements.txt", "endpoint/serve.py", "common/jsonlog.py"} <= files
     assert not any(f.startswith(("bot/", "pipeline/", "lambdas/")) or "__pycache__" in f for f in files)
     (destination,) = asset["destinations"].values()
-    assert destination["repositoryName"] == f"genart-{env_name}/diffusion"
+    assert destination["repositoryName"] == f"genart-{name}/diffusion"
     assert app.stacks.storage in app.stacks.diffusion.dependencies
     storage = app.by_name[app.stacks.storage.stack_name].json
     names = {r["Properties"]["RepositoryName"] for r in resources_of_type(storage, "AWS::ECR::Repository").values()}
-    assert f"genart-{env_name}/diffusion" in names
+    assert f"genart-{name}/diffusion" in names
 
 
-@pytest.mark.parametrize("env_name", ["dev", "prod"])
+@pytest.mark.parametrize("env_name", VARIANTS)
 def test_model_reads_the_configured_weights_prefix_with_the_contract_settings(env_name: str) -> None:
     container = _one(_diffusion(env_name), "AWS::SageMaker::Model")["PrimaryContainer"]
     source = container["ModelDataSource"]["S3DataSource"]
@@ -80,9 +92,9 @@ def test_model_reads_the_configured_weights_prefix_with_the_contract_settings(en
     assert set(container_environment(outputs_bucket_name="b")) == {*environment, contract.ENV_OUTPUTS_BUCKET}
 
 
-@pytest.mark.parametrize("env_name", ["dev", "prod"])
+@pytest.mark.parametrize("env_name", VARIANTS)
 def test_endpoint_size_timeouts_and_scaling_bounds_come_from_cdk_json(env_name: str) -> None:
-    config = synth_env(env_name).config.diffusion
+    config = _app(env_name).config.diffusion
     assert config.mode == MODES[env_name]
     stack = _diffusion(env_name)
     assert _one(stack, "AWS::SageMaker::Endpoint")["EndpointName"] == ENDPOINTS[env_name]
@@ -96,17 +108,23 @@ def test_endpoint_size_timeouts_and_scaling_bounds_come_from_cdk_json(env_name: 
     assert target["ResourceId"] == f"endpoint/{ENDPOINTS[env_name]}/variant/AllTraffic"
 
 
-def test_dev_is_async_from_zero_with_the_contract_prefixes_and_prod_is_realtime() -> None:
+def test_async_uses_the_contract_prefixes_and_realtime_has_no_async_config() -> None:
     dev = _one(_diffusion("dev"), "AWS::SageMaker::EndpointConfig")["AsyncInferenceConfig"]
     assert _suffix(dev["OutputConfig"]["S3OutputPath"]) == "/" + contract.ASYNC_OUTPUT_PREFIX
     assert _suffix(dev["OutputConfig"]["S3FailurePath"]) == "/" + contract.ASYNC_FAILURE_PREFIX
     config = synth_env("dev").config.diffusion
     assert dev["ClientConfig"]["MaxConcurrentInvocationsPerInstance"] == config.max_concurrent_invocations_per_instance
     assert "OutputsBucket" in _text(dev["OutputConfig"]["S3OutputPath"])
-    assert "AsyncInferenceConfig" not in _one(_diffusion("prod"), "AWS::SageMaker::EndpointConfig")
+    assert "AsyncInferenceConfig" not in _one(_diffusion("realtime"), "AWS::SageMaker::EndpointConfig")
 
 
-@pytest.mark.parametrize("env_name", ["dev", "prod"])
+def test_shipped_environments_idle_without_a_gpu() -> None:
+    for env_name in ("dev", "prod"):
+        config = synth_env(env_name).config.diffusion
+        assert (config.mode, config.min_instances) == ("async", 0), env_name
+
+
+@pytest.mark.parametrize("env_name", VARIANTS)
 def test_container_writes_images_only_under_its_outputs_prefixes(env_name: str) -> None:
     stack = _diffusion(env_name)
     writes = [
@@ -122,7 +140,7 @@ def test_container_writes_images_only_under_its_outputs_prefixes(env_name: str) 
     assert all("OutputsBucket" in _text(s["Resource"]) for s in writes)
 
 
-@pytest.mark.parametrize("env_name", ["dev", "prod"])
+@pytest.mark.parametrize("env_name", VARIANTS)
 def test_every_alarm_but_the_scaling_trigger_notifies_the_ops_alerts_topic(env_name: str) -> None:
     stack = _diffusion(env_name)
     alarms = resources_of_type(stack.json, "AWS::CloudWatch::Alarm")
@@ -135,7 +153,7 @@ def test_every_alarm_but_the_scaling_trigger_notifies_the_ops_alerts_topic(env_n
     assert not resources_of_type(stack.json, "AWS::SNS::Subscription")
 
 
-@pytest.mark.parametrize("env_name", ["dev", "prod"])
+@pytest.mark.parametrize("env_name", VARIANTS)
 def test_outputs_name_the_endpoint_image_weights_and_async_locations(env_name: str) -> None:
     outputs = set(_diffusion(env_name).json["Outputs"])
     assert {"EndpointName", "ImageUri", "ModelDataUri"} <= outputs
