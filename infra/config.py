@@ -86,6 +86,14 @@ class _Settings(BaseModel, frozen=True, extra="forbid", strict=True, str_min_len
         raise AttributeError(f"{type(self).__name__} is frozen; cannot set {name!r}")
 
 
+class GithubDiffConfig(_Settings, frozen=True):
+    """A read-only role that GitHub Actions assumes through OIDC to post `cdk diff` on pull requests."""
+
+    repository: Annotated[str, _matches(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", "must be 'owner/name', got {value!r}")]
+    # An account holds GitHub's OIDC provider once: false when another stack or person already created it.
+    create_oidc_provider: bool = True
+
+
 class StorageConfig(_Settings, frozen=True):
     """Buckets, the bot token secret and the ops-alerts topic."""
 
@@ -95,6 +103,8 @@ class StorageConfig(_Settings, frozen=True):
     access_logs_expiry_days: Annotated[int, Field(ge=1, le=3650)] = 365
     # Subscribed to the one ops-alerts SNS topic every system's alarms notify.
     alerts_email: Email | None = None
+    # Optional: the role .github/workflows/cdk-diff.yml assumes (docs/operations.md "Pull requests").
+    github_diff: GithubDiffConfig | None = None
 
 
 class BotConfig(_Settings, frozen=True):

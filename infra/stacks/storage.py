@@ -10,9 +10,10 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from cdk_nag import NagSuppressions
 from constructs import Construct
 
-from infra.components.image_repository import ImageRepository
+from infra.components.image_repository import ImageRepository, bootstrap_qualifier
 from infra.components.ops_alerts import OpsAlertsTopic
 from infra.config import StorageConfig
+from infra.stacks.github_diff_role import GithubDiffRole
 
 # The token is created as a random placeholder; operators replace it with put-secret-value.
 TOKEN_PLACEHOLDER_MARKER = "REPLACE-ME"  # noqa: S105 - a marker, not a credential
@@ -105,6 +106,23 @@ class StorageStack(Stack):
             email=config.alerts_email,
             removal_policy=data_removal,
         )
+
+        self.github_diff: GithubDiffRole | None = None
+        if config.github_diff is not None:
+            self.github_diff = GithubDiffRole(
+                self,
+                "GithubDiff",
+                repository=config.github_diff.repository,
+                create_oidc_provider=config.github_diff.create_oidc_provider,
+                stack_name_prefix=f"GenArt-{env_name}",
+                bootstrap_qualifier=bootstrap_qualifier(self),
+            )
+            CfnOutput(
+                self,
+                "GithubDiffRoleArn",
+                value=self.github_diff.role.role_arn,
+                description="Set as the repository variable AWS_DIFF_ROLE_ARN (.github/workflows/cdk-diff.yml)",
+            )
 
         for output_id, value, description in (
             ("ModelsBucketName", self.models_bucket.bucket_name, "Models bucket (ONNX generator, diffusers weights)"),

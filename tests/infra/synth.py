@@ -82,8 +82,13 @@ def synth_config(config: EnvConfig, context: dict[str, Any] | None = None) -> Sy
 
 @functools.cache
 def realtime_app() -> SynthesizedApp:
-    """An environment that opts into a warm real-time Diffusion endpoint (no cdk.json env ships one)."""
-    envs = {"rt": {"diffusion": {"mode": "realtime", "min_instances": 1, "max_instances": 2}}}
+    """An env with the opt-ins no cdk.json env ships: a warm real-time endpoint and the GitHub diff role."""
+    envs = {
+        "rt": {
+            "diffusion": {"mode": "realtime", "min_instances": 1, "max_instances": 2},
+            "storage": {"github_diff": {"repository": "acme/genart"}},
+        }
+    }
     return synth_config(load_config(envs, "rt"))
 
 

@@ -132,7 +132,7 @@ def _error(envs: dict[str, Any], env_name: str = "dev") -> str:
             "dev.storage.retain_dataa",
             False,
             "envs.dev.storage.retain_dataa: unknown key; expected one of "
-            "['access_logs_expiry_days', 'alerts_email', 'outputs_expiry_days', 'retain_data']",
+            "['access_logs_expiry_days', 'alerts_email', 'github_diff', 'outputs_expiry_days', 'retain_data']",
         ),
         ("dev.storage.outputs_expiry_days", "7", "envs.dev.storage.outputs_expiry_days: expected an integer, got '7'"),
         ("dev.storage.outputs_expiry_days", 7.0, "envs.dev.storage.outputs_expiry_days: expected an integer, got 7.0"),

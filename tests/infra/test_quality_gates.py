@@ -14,10 +14,10 @@ from tests.infra.synth import SynthesizedStack, all_stacks, normalized, realtime
 
 STACKS = all_stacks()
 IDS = [s.name for s in STACKS]
-# Variants no cdk.json env ships still pass the gates (not snapshotted): the opt-in real-time endpoint.
-_REALTIME = realtime_app()
-GATED = [*STACKS, _REALTIME.by_name[_REALTIME.stacks.diffusion.stack_name]]
-GATED_IDS = [*IDS, "realtime-Diffusion"]
+# Opt-ins no cdk.json env ships still pass the gates (not snapshotted): real-time endpoint, GitHub diff role.
+_OPT_INS = realtime_app()
+GATED = [*STACKS, *(_OPT_INS.by_name[s.stack_name] for s in (_OPT_INS.stacks.diffusion, _OPT_INS.stacks.storage))]
+GATED_IDS = [*IDS, "opt-in-Diffusion", "opt-in-Storage"]
 
 
 @pytest.fixture
