@@ -69,7 +69,7 @@ class StorageStack(Stack):
         self.bot_token_secret = secretsmanager.Secret(
             self,
             "DiscordBotToken",
-            secret_name=f"genart/{env_name}/discord-bot-token",
+            # No fixed name: a retained secret from an earlier deployment must not block the next one.
             description="Discord bot token for the GenArt bot. Replace the placeholder with put-secret-value.",
             generate_secret_string=secretsmanager.SecretStringGenerator(
                 secret_string_template=f'{{"placeholder": "{TOKEN_PLACEHOLDER_MARKER}"}}',
@@ -104,7 +104,6 @@ class StorageStack(Stack):
             "OpsAlerts",
             display_name=f"GenArt {env_name} ops alerts",
             email=config.alerts_email,
-            removal_policy=data_removal,
         )
 
         self.github_diff: GithubDiffRole | None = None

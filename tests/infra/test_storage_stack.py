@@ -100,12 +100,31 @@ def test_prod_retains_data_and_dev_auto_deletes() -> None:
     assert secret["DeletionPolicy"] == "Retain"
 
 
+_NAME_PROPERTIES = ("BucketName", "Name", "SecretName", "LogGroupName", "TopicName", "RepositoryName", "AliasName")
+
+
+@pytest.mark.parametrize("env_name", ["dev", "prod"])
+def test_nothing_that_outlives_a_destroy_has_a_fixed_name(env_name: str) -> None:
+    """A retained resource with a fixed name would make the next deploy after `cdk destroy` fail."""
+    app = synth_env(env_name)
+    retained = [
+        (stack.name, logical_id, resource)
+        for stack in app.by_name.values()
+        for logical_id, resource in stack.json["Resources"].items()
+        if resource.get("DeletionPolicy") in ("Retain", "RetainExceptOnCreate", "Snapshot")
+    ]
+    assert retained or env_name == "dev"
+    for stack_name, logical_id, resource in retained:
+        fixed = [p for p in _NAME_PROPERTIES if p in resource.get("Properties", {})]
+        assert fixed == [], f"{stack_name}/{logical_id} is retained and named by {fixed}"
+
+
 def test_token_secret_is_a_generated_placeholder() -> None:
     stack = _storage("prod")
     stack.template.has_resource_properties(
         "AWS::SecretsManager::Secret",
         {
-            "Name": "genart/prod/discord-bot-token",
+            "Name": Match.absent(),
             "GenerateSecretString": Match.object_like(
                 {"GenerateStringKey": "value", "SecretStringTemplate": Match.string_like_regexp("REPLACE-ME")}
             ),
