@@ -15,7 +15,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 18,20
 export CDK_DISABLE_CLI_TELEMETRY := true
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help venv node synth ls diff diff-readonly destroy deploy test test-fast lint typecheck unit serve-local local-pipeline clean
+.PHONY: help venv node synth ls diff diff-readonly doctor destroy deploy test test-fast lint typecheck unit serve-local local-pipeline clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -46,6 +46,9 @@ diff: venv node  ## cdk diff against the deployed stacks (needs credentials)
 
 diff-readonly: venv node  ## cdk diff of templates via the read-only lookup role (no change set), as pull requests run it
 	$(CDK) diff --all --method=template $(CDK_FLAGS)
+
+doctor: venv  ## Read-only checks a deploy and first run need (credentials; bootstrap, quotas, roles, token, models, alerts)
+	$(PY) -m infra.doctor --env $(ENV)
 
 destroy: venv node  ## cdk destroy --all (asks first; docs/operations.md lists what retain_data keeps)
 	$(CDK) destroy --all $(CDK_FLAGS)
