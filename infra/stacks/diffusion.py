@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aws_cdk import CfnOutput, Stack
+from aws_cdk import CfnOutput, CfnResource, Stack
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
@@ -18,6 +18,7 @@ from infra.config import DiffusionConfig
 from runtime.endpoint import contract
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+SCALABLE_TARGET_LOGICAL_ID = "ScalingTarget6760FBAF"
 
 
 def endpoint_name(*, env_name: str, config: DiffusionConfig) -> str:
@@ -105,6 +106,12 @@ class DiffusionStack(Stack):
             description="GenArt Diffusion endpoint: pull its image, read its model prefix, write outputs",
         )
         self.endpoint.grant_container_write(outputs_bucket, contract.OUTPUTS_PREFIX)
+        # A scalable target is identified by its endpoint and variant, not by its logical id: a new logical id
+        # would register the same target again and then delete the old resource, which deregisters it and
+        # leaves the endpoint without scaling. Keep the id it had before the endpoint became a construct.
+        scalable_target = self.endpoint.scaling.target.node.default_child
+        assert isinstance(scalable_target, CfnResource)
+        scalable_target.override_logical_id(SCALABLE_TARGET_LOGICAL_ID)
 
         outputs = [
             ("EndpointName", self.endpoint.endpoint.attr_endpoint_name, f"SageMaker endpoint ({config.mode})"),

@@ -161,6 +161,15 @@ def test_outputs_name_the_endpoint_image_weights_and_async_locations(env_name: s
     assert (async_outputs <= outputs) == (MODES[env_name] == "async")
 
 
+@pytest.mark.parametrize("env_name", VARIANTS)
+def test_resources_identified_by_name_keep_their_logical_ids_across_the_refactor(env_name: str) -> None:
+    """Renaming these would replace them; for the scalable target a replacement silently deregisters scaling."""
+    resources = _diffusion(env_name).json["Resources"]
+    assert resources["ScalingTarget6760FBAF"]["Type"] == "AWS::ApplicationAutoScaling::ScalableTarget"
+    assert resources["Endpoint8024A810"]["Type"] == "AWS::SageMaker::Endpoint"
+    assert resources["EndpointLogs88A66289"]["Type"] == "AWS::Logs::LogGroup"
+
+
 @pytest.mark.parametrize(
     ("changes", "key"),
     [
