@@ -68,8 +68,8 @@ unit: venv  ## The pytest suite only
 
 test: lint typecheck unit  ## Lint, type checks and the whole suite
 
-test-fast: venv  ## Reusable constructs and runtime unit tests only (no whole-app synthesis, nothing slow)
-	$(PY) -m pytest -m "(components or runtime) and not slow and not gpu"
+test-fast: venv  ## Constructs, config/doctor and runtime unit tests (no whole-app synthesis, nothing slow)
+	$(PY) -m pytest -m "(components or unit or runtime) and not slow and not gpu"
 
 serve-local: venv  ## Run the Stable Diffusion server on CPU with a tiny random pipeline (port 8080)
 	$(PY) -m runtime.endpoint.serve --tiny-random --device cpu --port 8080

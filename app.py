@@ -7,8 +7,8 @@ import sys
 
 import aws_cdk as cdk
 
-from infra.app_builder import build_app
-from infra.components.image_repository import MixedBootstrapQualifiersError, assert_one_bootstrap_qualifier
+from infra.app_builder import build_app, synthesize
+from infra.components.image_repository import MixedBootstrapQualifiersError
 from infra.config import ConfigError, load_config
 
 
@@ -21,7 +21,7 @@ def main() -> None:
         sys.exit(f"cdk.json: {error}")
     build_app(app, config)
     try:
-        assert_one_bootstrap_qualifier(app.synth())
+        synthesize(app)
     except MixedBootstrapQualifiersError as error:
         sys.exit(f"cdk synth: {error}")
 

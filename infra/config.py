@@ -69,7 +69,9 @@ def architecture_of(instance_type: str) -> Literal["arm64", "x86_64"]:
 
 
 Email = Annotated[str, _matches(_EMAIL_RE.pattern, "is not an email address")]
-SageMakerInstanceType = Annotated[str, _check(lambda value: value.startswith("ml."), "must be a SageMaker ml.* type")]
+SageMakerInstanceType = Annotated[
+    str, _matches(r"ml\.[a-z0-9]+\.[a-z0-9]+", "must be a SageMaker ml.<family>.<size> type, got {value!r}")
+]
 InstanceType = Annotated[str, _matches(r"[a-z][a-z0-9-]*\.[a-z0-9]+", "{value!r} is not an EC2 instance type")]
 DiscordUserId = Annotated[str, _matches(r"\d{17,20}", "{value!r} is not a Discord user id (17-20 digits)")]
 

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-_TIERS = (("tests/infra/components/", "components"), ("tests/infra/", "app"), ("tests/runtime/", "runtime"))
+# Fast tests outside tests/infra/components and tests/runtime that never synthesize the app.
+_UNIT = ("tests/infra/test_config.py", "tests/infra/test_doctor.py", "tests/test_gpu_suite.py")
+_TIERS = (
+    *((path, "unit") for path in _UNIT),
+    ("tests/infra/components/", "components"),
+    ("tests/infra/", "app"),
+    ("tests/runtime/", "runtime"),
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

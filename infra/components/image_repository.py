@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
+from typing import Any
 
 from aws_cdk import (
     Aws,
@@ -34,6 +37,10 @@ PUBLISH_ACTIONS = (
 BOOTSTRAP_QUALIFIER_CONTEXT = "@aws-cdk/core:bootstrapQualifier"
 
 
+class TooManyImagesError(ValueError):
+    """More different images are published into a repository than it was sized for."""
+
+
 class UnsupportedSynthesizerError(TypeError):
     """The app's stack synthesizer cannot publish image assets into an app-owned repository."""
 
@@ -50,19 +57,38 @@ def bootstrap_qualifier(stack: Stack) -> str:
     return str(qualifier or DefaultStackSynthesizer.DEFAULT_QUALIFIER)
 
 
+def _bootstrap_of(assembly: cx_api.CloudAssembly, artifact: cx_api.CloudFormationStackArtifact) -> dict[str, Any]:
+    """What a stack deploys with: qualifier, deploy and execution roles, and the roles that publish its assets."""
+    default = artifact.template.get("Parameters", {}).get("BootstrapVersion", {}).get("Default", "")
+    match = re.fullmatch(r"/cdk-bootstrap/([^/]+)/version", str(default))
+    publishers: dict[str, set[str]] = {"files": set(), "dockerImages": set()}
+    manifest = Path(assembly.directory) / f"{artifact.id}.assets.json"
+    if manifest.exists():
+        assets = json.loads(manifest.read_text())
+        for kind, roles in publishers.items():
+            for asset in assets.get(kind, {}).values():
+                roles |= {str(d.get("assumeRoleArn")) for d in asset["destinations"].values()}
+    return {
+        "qualifier": match.group(1) if match else None,
+        "deploy role": artifact.assume_role_arn,
+        "execution role": artifact.cloud_formation_execution_role_arn,
+        "file publishing role": sorted(publishers["files"]) or None,
+        "image publishing role": sorted(publishers["dockerImages"]) or None,
+    }
+
+
 def assert_one_bootstrap_qualifier(assembly: cx_api.CloudAssembly) -> None:
-    """Fail when the synthesized stacks name different bootstrap qualifiers; the message names each stack's."""
-    qualifiers: dict[str, str] = {}
-    for artifact in assembly.stacks:
-        default = artifact.template.get("Parameters", {}).get("BootstrapVersion", {}).get("Default", "")
-        match = re.fullmatch(r"/cdk-bootstrap/([^/]+)/version", str(default))
-        if match:
-            qualifiers[artifact.stack_name] = match.group(1)
-    if len(set(qualifiers.values())) > 1:
-        raise MixedBootstrapQualifiersError(
-            f"stacks deploy with different bootstrap qualifiers {qualifiers}; set the qualifier once with the "
-            f"cdk.json context key {BOOTSTRAP_QUALIFIER_CONTEXT!r} instead of a custom synthesizer"
-        )
+    """Fail when the synthesized stacks would deploy or publish through different bootstrap qualifiers or roles."""
+    seen = {artifact.stack_name: _bootstrap_of(assembly, artifact) for artifact in assembly.stacks}
+    for aspect in ("qualifier", "deploy role", "execution role", "file publishing role", "image publishing role"):
+        # A stack without assets of a kind has no say in that kind's role.
+        values = {name: bootstrap[aspect] for name, bootstrap in seen.items() if bootstrap[aspect] is not None}
+        if len({json.dumps(value) for value in values.values()}) > 1:
+            raise MixedBootstrapQualifiersError(
+                f"stacks deploy with different bootstrap {aspect}s {values}; image stacks use "
+                f"DefaultStackSynthesizer(qualifier=...) built from the cdk.json context key "
+                f"{BOOTSTRAP_QUALIFIER_CONTEXT!r}: set the qualifier there instead of a custom synthesizer"
+            )
 
 
 def image_publishing_role_arn(qualifier: str) -> str:
@@ -82,10 +108,17 @@ class ImageRepository(Construct):
         construct_id: str,
         *,
         repository_name: str,
+        images: int = 1,
         keep_images: int = 5,
         description: str,
     ) -> None:
         super().__init__(scope, construct_id)
+        if images < 1 or keep_images < 1:
+            raise ValueError(f"ImageRepository: images and keep_images must be >= 1, got {images}, {keep_images}")
+        # The count rule sees every image of the repository: with k different images it keeps k x keep_images,
+        # so rebuilding one image keep_images times can never expire the current version of another.
+        self.images = images
+        self._published: list[str] = []
         stack = Stack.of(self)
         # A plain string, not a token: consuming stacks need it in their synthesizer at construction time.
         self.repository_name = repository_name
@@ -108,10 +141,10 @@ class ImageRepository(Construct):
                     max_image_age=Duration.days(1),
                 ),
                 ecr.LifecycleRule(
-                    description=f"Keep the {keep_images} newest images for rollbacks",
+                    description=f"Keep the {keep_images} newest versions of each of its {images} image(s)",
                     rule_priority=2,
                     tag_status=ecr.TagStatus.ANY,
-                    max_image_count=keep_images,
+                    max_image_count=keep_images * images,
                 ),
             ],
             removal_policy=RemovalPolicy.DESTROY,
@@ -127,6 +160,15 @@ class ImageRepository(Construct):
                 )
             )
         self.description = description
+
+    def register_image(self, name: str) -> None:
+        """Count one more image published here; more than `images` would let the lifecycle expire a live one."""
+        if len(self._published) >= self.images:
+            raise TooManyImagesError(
+                f"{self.repository_name} holds {self.images} image(s) ({', '.join(self._published)}); "
+                f"{name!r} is one more: create the repository with images={self.images + 1}"
+            )
+        self._published.append(name)
 
     def grant_pull(self, grantee: iam.IGrantable) -> iam.Grant:
         """Let grantee pull images (and get an ECR login token)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from aws_cdk import Aws, RemovalPolicy
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
@@ -11,6 +13,9 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from infra.components.encrypted_topic import EncryptedTopic
+
+# The id of the topic reference a consuming scope holds (one per scope, shared by all its rules).
+IMPORTED_TOPIC_ID = "OpsAlertsTopic"
 
 
 class OpsAlertsTopic(Construct):
@@ -55,5 +60,10 @@ class OpsAlertsTopic(Construct):
 
     def rule_target(self, scope: Construct, *, message: events.RuleTargetInput | None = None) -> events.IRuleTarget:
         """A rule target for a rule in another stack; the topic policy already admits it, so nothing here changes."""
-        imported = sns.Topic.from_topic_arn(scope, "OpsAlertsTopic", self.topic.topic_arn)
+        existing = scope.node.try_find_child(IMPORTED_TOPIC_ID)
+        imported = (
+            cast(sns.ITopic, existing)
+            if existing is not None
+            else sns.Topic.from_topic_arn(scope, IMPORTED_TOPIC_ID, self.topic.topic_arn)
+        )
         return targets.SnsTopic(imported, message=message)

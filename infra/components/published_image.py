@@ -51,6 +51,7 @@ class PublishedImage(Construct):
                 "create the stack with synthesizer=repository.asset_synthesizer()"
             )
         self.repository = repository
+        repository.register_image(display_name)
         # The CLI publishes a stack's images once the stacks it depends on are deployed, so the repository exists.
         Stack.of(self).add_stack_dependency(
             Stack.of(repository), "its images are published into that stack's repository"

@@ -13,8 +13,7 @@ from typing import Any
 import aws_cdk as cdk
 from aws_cdk.assertions import Annotations, Match, Template
 
-from infra.app_builder import GenArtStacks, build_app
-from infra.components.image_repository import assert_one_bootstrap_qualifier
+from infra.app_builder import GenArtStacks, build_app, synthesize
 from infra.config import EnvConfig, load_config
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -72,7 +71,7 @@ def synth_config(config: EnvConfig, context: dict[str, Any] | None = None) -> Sy
     """Build and synthesize the app for an explicit config (for variants cdk.json does not hold)."""
     app = cdk.App(context=context or app_context(), outdir=tempfile.mkdtemp(prefix="cdk-test-"))
     stacks = build_app(app, config)
-    assert_one_bootstrap_qualifier(app.synth())
+    synthesize(app)
     by_name = {
         stack.stack_name: SynthesizedStack(config.name, stack.stack_name, stack, Template.from_stack(stack))
         for stack in stacks.all()
@@ -85,7 +84,12 @@ def realtime_app() -> SynthesizedApp:
     """An env with the opt-ins no cdk.json env ships: a warm real-time endpoint and the GitHub diff role."""
     envs = {
         "rt": {
-            "diffusion": {"mode": "realtime", "min_instances": 1, "max_instances": 2},
+            "diffusion": {
+                "mode": "realtime",
+                "min_instances": 1,
+                "max_instances": 2,
+                "target_invocations_per_instance": 11,
+            },
             "storage": {"github_diff": {"repository": "acme/genart"}},
         }
     }

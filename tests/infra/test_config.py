@@ -292,3 +292,11 @@ def test_configuration_doc_documents_no_removed_setting() -> None:
         for name in cls.model_fields
     }
     assert documented and documented <= settings, f"documented but not settings: {sorted(documented - settings)}"
+
+
+@pytest.mark.parametrize("value", ["ml.", "ml.g5", "g5.xlarge", "ml.g5.xlarge "])
+def test_sagemaker_instance_types_need_family_and_size(value: str) -> None:
+    with pytest.raises(
+        ConfigError, match=r"envs\.x\.diffusion\.instance_type: must be a SageMaker ml\.<family>\.<size>"
+    ):
+        load_config({"x": {"diffusion": {"instance_type": value}}}, "x")

@@ -13,7 +13,14 @@ import pytest
 from infra.config import ConfigError, load_config
 from infra.stacks.diffusion import container_environment, endpoint_name
 from runtime.endpoint import contract
-from tests.infra.synth import SynthesizedApp, SynthesizedStack, realtime_app, resources_of_type, synth_env
+from tests.infra.synth import (
+    SynthesizedApp,
+    SynthesizedStack,
+    realtime_app,
+    resources_of_type,
+    synth_config,
+    synth_env,
+)
 
 VARIANTS = ["dev", "prod", "realtime"]
 MODES = {"dev": "async", "prod": "async", "realtime": "realtime"}
@@ -168,6 +175,25 @@ def test_resources_identified_by_name_keep_their_logical_ids_across_the_refactor
     assert resources["ScalingTarget6760FBAF"]["Type"] == "AWS::ApplicationAutoScaling::ScalableTarget"
     assert resources["Endpoint8024A810"]["Type"] == "AWS::SageMaker::Endpoint"
     assert resources["EndpointLogs88A66289"]["Type"] == "AWS::Logs::LogGroup"
+
+
+def test_scaling_targets_and_concurrency_come_from_cdk_json() -> None:
+    settings = {"target_backlog_per_instance": 3, "max_concurrent_invocations_per_instance": 5, "max_instances": 3}
+    app = synth_config(load_config({"sc": {"diffusion": settings}}, "sc"))
+    stack = app.by_name[app.stacks.diffusion.stack_name]
+    tracking = [
+        p["Properties"]["TargetTrackingScalingPolicyConfiguration"]
+        for p in resources_of_type(stack.json, "AWS::ApplicationAutoScaling::ScalingPolicy").values()
+        if p["Properties"]["PolicyType"] == "TargetTrackingScaling"
+    ]
+    assert [t["TargetValue"] for t in tracking] == [3]
+    config = _one(stack, "AWS::SageMaker::EndpointConfig")["AsyncInferenceConfig"]["ClientConfig"]
+    assert config == {"MaxConcurrentInvocationsPerInstance": 5}
+    assert _one(stack, "AWS::ApplicationAutoScaling::ScalableTarget")["MaxCapacity"] == 3
+    realtime = _diffusion("realtime")
+    (policy,) = resources_of_type(realtime.json, "AWS::ApplicationAutoScaling::ScalingPolicy").values()
+    target = policy["Properties"]["TargetTrackingScalingPolicyConfiguration"]["TargetValue"]
+    assert target == realtime_app().config.diffusion.target_invocations_per_instance == 11
 
 
 @pytest.mark.parametrize(

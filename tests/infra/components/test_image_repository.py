@@ -10,9 +10,11 @@ import aws_cdk as cdk
 import pytest
 from aws_cdk.assertions import Template
 
+from infra.app_builder import synthesize
 from infra.components.image_repository import (
     ImageRepository,
     MixedBootstrapQualifiersError,
+    TooManyImagesError,
     UnsupportedSynthesizerError,
     assert_one_bootstrap_qualifier,
 )
@@ -91,6 +93,19 @@ def test_an_app_whose_stacks_use_different_qualifiers_fails_synthesis_naming_the
         assert_one_bootstrap_qualifier(app.synth())
 
 
+def test_an_app_with_custom_bootstrap_roles_fails_synthesis_naming_the_roles(docker_context: Path) -> None:
+    """Same qualifier, custom role names: the image stacks would deploy and push as the default roles."""
+    custom = cdk.DefaultStackSynthesizer(
+        deploy_role_arn="arn:aws:iam::123456789012:role/my-deploy",
+        image_asset_publishing_role_arn="arn:aws:iam::123456789012:role/my-images",
+    )
+    app = new_app(default_stack_synthesizer=custom)
+    system = SystemFixture(docker_context, app)
+    with pytest.raises(MixedBootstrapQualifiersError, match=r"different bootstrap deploy roles .*my-deploy"):
+        synthesize(app)
+    assert system.stack.stack_name == "System"
+
+
 def test_cli_credentials_synthesizer_needs_no_repository_grant() -> None:
     app = new_app(default_stack_synthesizer=cdk.CliCredentialsStackSynthesizer(qualifier="cliq"))
     repo = only(_repository_template(app), "AWS::ECR::Repository")
@@ -125,6 +140,23 @@ def test_consuming_stack_publishes_into_the_repository_as_the_granted_role(
     # The CLI publishes a stack's images after the stacks it depends on are deployed.
     assert system.shared in system.stack.dependencies
     assert_one_bootstrap_qualifier(app.synth())
+
+
+def test_a_repository_sized_for_one_image_refuses_a_second_and_keeps_versions_per_image(
+    docker_context: Path,
+) -> None:
+    system = SystemFixture(docker_context)
+    with pytest.raises(TooManyImagesError, match="images=2"):
+        PublishedImage(
+            system.stack, "Second", repository=system.repository, directory=docker_context, display_name="second"
+        )
+    stack = cdk.Stack(new_app(), "Shared")
+    ImageRepository(stack, "Images", repository_name="genart-test/two", images=2, description="d")
+    rules = json.loads(
+        only(Template.from_stack(stack).to_json(), "AWS::ECR::Repository")["LifecyclePolicy"]["LifecyclePolicyText"]
+    )["rules"]
+    (count_rule,) = [r for r in rules if r["selection"]["tagStatus"] == "any"]
+    assert count_rule["selection"]["countNumber"] == 10
 
 
 def test_image_in_a_stack_without_the_repository_synthesizer_is_refused(docker_context: Path) -> None:

@@ -209,9 +209,20 @@ def test_async_scaling_goes_from_zero_to_max_on_backlog_per_endpoint(async_templ
     assert metric["Dimensions"] == [{"Name": "EndpointName", "Value": NAME}]
     assert metric["Statistic"] == "Average"
     assert tracking["TargetValue"] == 4
-    step = policies["StepScaling"]["StepScalingPolicyConfiguration"]
-    assert step["AdjustmentType"] == "ChangeInCapacity"
-    assert step["StepAdjustments"] == [{"MetricIntervalLowerBound": 0, "ScalingAdjustment": 1}]
+    assert (tracking["ScaleInCooldown"], tracking["ScaleOutCooldown"]) == (600, 300)
+    # One +1 step per 5 minutes while the first instance boots, never more.
+    assert policies["StepScaling"]["StepScalingPolicyConfiguration"] == {
+        "AdjustmentType": "ChangeInCapacity",
+        "Cooldown": 300,
+        "MetricAggregationType": "Average",
+        "StepAdjustments": [{"MetricIntervalLowerBound": 0, "ScalingAdjustment": 1}],
+    }
+
+
+def test_scaling_is_registered_only_once_the_endpoint_exists(async_template: dict[str, Any]) -> None:
+    (endpoint_id,) = resources(async_template, "AWS::SageMaker::Endpoint")
+    for logical_id, resource in resources(async_template, "AWS::ApplicationAutoScaling::ScalableTarget").items():
+        assert endpoint_id in resource["DependsOn"], logical_id
 
 
 def test_wake_alarm_fires_on_backlog_without_capacity_and_triggers_the_step_policy(
@@ -225,6 +236,9 @@ def test_wake_alarm_fires_on_backlog_without_capacity_and_triggers_the_step_poli
     assert wake["Dimensions"] == [{"Name": "EndpointName", "Value": NAME}]
     assert (wake["Threshold"], wake["ComparisonOperator"]) == (1, "GreaterThanOrEqualToThreshold")
     assert (wake["EvaluationPeriods"], wake["DatapointsToAlarm"], wake["Period"]) == (2, 2, 60)
+    assert wake["Statistic"] == "Average"
+    # No data means no queue: a missing datapoint must never wake (or keep awake) an idle endpoint.
+    assert wake["TreatMissingData"] == "missing"
     (step_id,) = [
         k
         for k, v in resources(async_template, "AWS::ApplicationAutoScaling::ScalingPolicy").items()
@@ -282,6 +296,7 @@ def test_realtime_tracks_invocations_and_has_no_async_parts(realtime_template: d
         "PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"
     }
     assert tracking["TargetValue"] == 9
+    assert (tracking["ScaleInCooldown"], tracking["ScaleOutCooldown"]) == (600, 300)
     metrics = {p["MetricName"] for p in _health_alarms(realtime_template).values()}
     assert metrics == {"Invocation5XXErrors", "ModelLatency"}
 

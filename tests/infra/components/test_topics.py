@@ -20,8 +20,9 @@ def alerts() -> tuple[cdk.App, cdk.Stack, cdk.Stack, OpsAlertsTopic]:
     topic = OpsAlertsTopic(shared, "Alerts", display_name="ops", email="ops@example.com")
     # A rule in another stack, the way a system stack adds one.
     system = cdk.Stack(app, "System")
-    rule = events.Rule(system, "Rule", event_pattern=events.EventPattern(source=["aws.sagemaker"]))
-    rule.add_target(topic.rule_target(system))
+    for rule_id in ("Rule", "SecondRule"):  # a stack may route several rules to the topic
+        rule = events.Rule(system, rule_id, event_pattern=events.EventPattern(source=["aws.sagemaker"]))
+        rule.add_target(topic.rule_target(system))
     return app, shared, system, topic
 
 
@@ -93,9 +94,11 @@ def test_a_rule_in_another_stack_targets_the_topic_without_editing_the_shared_st
     alerts: tuple[cdk.App, cdk.Stack, cdk.Stack, OpsAlertsTopic], shared_template: dict[str, Any]
 ) -> None:
     _, shared, system, _ = alerts
-    rule = only(Template.from_stack(system).to_json(), "AWS::Events::Rule")
-    (target,) = rule["Targets"]
-    assert "AlertsTopic" in text(target["Arn"])
+    rules = resources(Template.from_stack(system).to_json(), "AWS::Events::Rule").values()
+    assert len(rules) == 2
+    for rule in rules:
+        (target,) = rule["Properties"]["Targets"]
+        assert "AlertsTopic" in text(target["Arn"])
     # Storage must not depend on the systems (that would be a cycle): its policies name no rule of theirs.
     assert "System" not in text(shared_template)
     assert shared not in system.dependencies or system not in shared.dependencies
