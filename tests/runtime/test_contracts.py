@@ -58,3 +58,7 @@ def test_images_and_assets_are_built_from_the_runtime_folder() -> None:
         assert (context / "common" / "jsonlog.py").is_file()
     assert bot.CODE_ASSET_DIR == notify.CODE_ASSET_DIR == "runtime"
     assert notify.HANDLER.startswith("runtime.lambdas.notify.")
+
+
+def test_every_runtime_reads_its_log_level_from_the_same_variable() -> None:
+    assert bot.ENV_LOG_LEVEL == endpoint.ENV_LOG_LEVEL == notify.ENV_LOG_LEVEL == "GENART_LOG_LEVEL"

@@ -5,7 +5,7 @@ from __future__ import annotations
 ENV_TOPIC_ARN = "TOPIC_ARN"
 ENV_LINK_EXPIRY_SECONDS = "LINK_EXPIRY_SECONDS"
 # Optional: the function logs at INFO unless this says otherwise.
-ENV_LOG_LEVEL = "LOG_LEVEL"
+ENV_LOG_LEVEL = "GENART_LOG_LEVEL"
 DEFAULT_LINK_EXPIRY_SECONDS = 6 * 3600
 # The sample grid inside a run's samples prefix (runtime/pipeline/stylegan2/contract.py SAMPLE_GRID_FILE).
 SAMPLE_GRID_FILE = "grid.png"
