@@ -38,3 +38,11 @@ def make_settings(tiny_generator_onnx: Path) -> Any:
         return dataclasses.replace(base, **overrides)
 
     return build
+
+
+@pytest.fixture(scope="session")
+def generator_128_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random generator at 128 px from the project's exporter, big enough for real event-loop lag to show."""
+    from runtime.pipeline.stylegan2.export_onnx import export_random_generator
+
+    return export_random_generator(tmp_path_factory.mktemp("onnx128") / "generator.onnx", resolution=128)
