@@ -36,6 +36,7 @@ WorkingDirectory={APP_DIR}
 {env_lines}
 Environment="PYTHONUNBUFFERED=1"
 Environment="PYTHONDONTWRITEBYTECODE=1"
+Environment="MALLOC_ARENA_MAX={bot_contract.MALLOC_ARENA_MAX}"
 ExecStart={VENV_DIR}/bin/python -m {bot_contract.ENTRY_MODULE}
 # The bot exits 0 after a Spot interruption notice or SIGTERM; anything else is a crash.
 Restart=on-failure

@@ -15,7 +15,7 @@ from .batcher import MicroBatcher
 from .commands import WaifuService
 from .config import BotSettings
 from .errors import ConfigError
-from .generator import FaceGenerator, GeneratorHolder, SessionTuning
+from .generator import FaceGenerator, GeneratorHolder, SessionTuning, return_free_memory
 from .limits import Admission, TokenBucket
 
 LOG = logging.getLogger(__name__)
@@ -69,6 +69,7 @@ class Engine:
             async with self.batcher.paused():
                 self.holder.release()
                 gc.collect()
+                return_free_memory()
                 try:
                     generator = await loop.run_in_executor(self.executor, open_generator, path, self.settings)
                 except ConfigError:
@@ -78,6 +79,7 @@ class Engine:
                     self.holder.swap(restored)
                     raise
                 self.holder.swap(generator)
+                return_free_memory()  # session creation's scratch memory
             facts = generator.describe()
             LOG.info("reload source", extra={"fields": {"source": self.settings.model_source.describe()}})
             return f"{facts['resolution']} px, kimg {facts['kimg']}"

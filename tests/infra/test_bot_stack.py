@@ -571,6 +571,7 @@ def test_systemd_unit_environment_names_come_from_the_bot_contract_and_hold_no_s
         "AWS_REGION": "${AWS::Region}",
         "PYTHONUNBUFFERED": "1",
         "PYTHONDONTWRITEBYTECODE": "1",
+        "MALLOC_ARENA_MAX": str(bot_contract.MALLOC_ARENA_MAX),
     }
     if bot.operator_ids:
         expected[bot_contract.ENV_OPERATOR_IDS] = ",".join(bot.operator_ids)

@@ -27,6 +27,20 @@ FIRST_CALL_BUDGET_S = 0.05
 DEFER, MESSAGE = 5, 4  # interaction callback types
 
 
+class Delayed:
+    """The tiny generator made as slow as a big one, so anything awaited before the defer shows in its timing."""
+
+    def __init__(self, inner: FaceGenerator, *, seconds: float) -> None:
+        self.inner, self.seconds, self.resolution = inner, seconds, inner.resolution
+
+    def generate(self, latents: Any, psi: float) -> Any:
+        time.sleep(self.seconds)
+        return self.inner.generate(latents, psi)
+
+    def describe(self) -> dict[str, str | int]:
+        return self.inner.describe()
+
+
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> FakeDiscord:
     discord_fake = FakeDiscord()
@@ -76,6 +90,7 @@ def test_slash_face_defers_first_and_arrives_as_a_file(
 ) -> None:
     async def scenario() -> tuple[float, int]:
         engine = Engine(settings=make_settings(), generator=face_generator)
+        engine.holder.swap(Delayed(face_generator, seconds=0.2))  # type: ignore[arg-type]
         async with running_bot(engine, fake) as bot:
             started = bot.slash("claim_waifu", user_id=USER_ID, name="Asuka Langley")
             await fake.wait_for("followup")

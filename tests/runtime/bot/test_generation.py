@@ -340,3 +340,46 @@ def test_closing_batcher_finishes_in_flight_and_rejects_new_work() -> None:
     count, text = asyncio.run(scenario())
     assert count == 1
     assert "restarting" in text
+
+
+def test_reload_frees_the_old_model_before_loading_the_new_one(
+    make_settings: Any, face_generator: FaceGenerator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runtime.bot import engine as engine_module
+    from runtime.bot.engine import Engine
+
+    loads: list[bool] = []
+    real_open = engine_module.open_generator
+    failures = [False, True]  # the first reload loads, the second gets a broken model
+
+    def spying_open(path: Path, settings: Any) -> FaceGenerator:
+        try:
+            _ = engine.holder.current
+        except RuntimeError:
+            loads.append(False)
+        else:
+            loads.append(True)
+        if failures and failures.pop(0):
+            raise ConfigError("broken model")
+        return real_open(path, settings)
+
+    monkeypatch.setattr(engine_module, "open_generator", spying_open)
+    operator = Requester(user_id="op", is_operator=True)
+
+    async def scenario() -> list[str]:
+        nonlocal engine
+        engine = Engine(settings=make_settings(), generator=face_generator)
+        served = [asyncio.create_task(engine.service.claim_waifu(Requester(user_id=str(i)), f"n{i}")) for i in range(8)]
+        reloaded = await engine.service.reload_model(operator)
+        failed = await engine.service.reload_model(operator)
+        texts = [reply.text for reply in await asyncio.gather(*served)]
+        after = await engine.service.claim_waifu(USER, "after")
+        await engine.close()
+        return [reloaded.text, failed.text, after.text, *texts]
+
+    engine: Any = None
+    reloaded, failed, after, *served = asyncio.run(scenario())
+    assert loads == [False, False, False]  # every load (new, broken, restore) ran with no other model held
+    assert reloaded.startswith("Model reloaded (16 px, kimg 0")
+    assert failed.startswith("Reload failed; still using the previous model")
+    assert after == "**after**" and served == [f"**n{i}**" for i in range(8)]
