@@ -249,12 +249,15 @@ def test_slash_only_mode_needs_no_message_content_intent(make_settings: Any, fac
 
 
 def test_event_loop_stays_responsive_while_a_real_generator_draws_a_grid_of_16(
-    make_settings: Any, generator_128_onnx: Path, fake: FakeDiscord
+    make_settings: Any, generator_256_onnx: Path, fake: FakeDiscord
 ) -> None:
     from runtime.bot.engine import load_generator
     from runtime.bot.model_source import ModelSource
 
-    settings = make_settings(model_source=ModelSource(local_path=generator_128_onnx), intra_op_threads=2)
+    # 256 px with 8 images per call: one ONNX call (about 0.3 s) or the grid's PNG (about 0.5 s) would stall the
+    # loop well past 100 ms if either ran on it; one intra-op thread leaves the other core to the loop.
+    model = ModelSource(local_path=generator_256_onnx)
+    settings = make_settings(model_source=model, intra_op_threads=1, max_batch=8)
 
     async def scenario() -> tuple[float, int]:
         engine = Engine(settings=settings, generator=load_generator(settings))
@@ -268,7 +271,7 @@ def test_event_loop_stays_responsive_while_a_real_generator_draws_a_grid_of_16(
                 now = time.monotonic()
                 worst, last, ticks = max(worst, now - last), now, ticks + 1
             (followup,) = done.result()
-        assert Image.open(io.BytesIO(followup.files[0])).size == (4 * 128 + 3 * 2, 4 * 128 + 3 * 2)
+        assert Image.open(io.BytesIO(followup.files[0])).size == (4 * 256 + 3 * 2, 4 * 256 + 3 * 2)
         return worst, ticks
 
     worst, ticks = asyncio.run(scenario())
