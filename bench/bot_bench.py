@@ -126,11 +126,10 @@ async def service_run(generator: Any, args: argparse.Namespace) -> dict[str, Any
     from runtime.bot.batcher import MicroBatcher
     from runtime.bot.commands import Requester, WaifuService
     from runtime.bot.generator import GeneratorHolder
-    from runtime.bot.limits import Cooldown
 
     executor = ThreadPoolExecutor(max_workers=2)
     batcher = MicroBatcher(holder=GeneratorHolder(generator), executor=executor, max_queue=64)
-    service = WaifuService(batcher=batcher, executor=executor, cooldown=Cooldown(seconds=0))
+    service = WaifuService(batcher=batcher, executor=executor)  # no fair-sharing limits in the benchmark
     await service.claim_waifu(Requester(user_id="warm"), "warm-up")
     times = []
     cpu0 = time.process_time()

@@ -36,11 +36,20 @@ WorkingDirectory={APP_DIR}
 {env_lines}
 Environment="PYTHONUNBUFFERED=1"
 Environment="PYTHONDONTWRITEBYTECODE=1"
+Environment="MALLOC_ARENA_MAX={bot_contract.MALLOC_ARENA_MAX}"
 ExecStart={VENV_DIR}/bin/python -m {bot_contract.ENTRY_MODULE}
 # The bot exits 0 after a Spot interruption notice or SIGTERM; anything else is a crash.
 Restart=on-failure
 RestartSec=30
-TimeoutStopSec=90
+# SIGTERM starts one drain of {bot_contract.DRAIN_DEADLINE_S} s plus {bot_contract.CLOSE_MARGIN_S} s to close; \
+this stays inside the {bot_contract.SPOT_NOTICE_S} s Spot notice.
+TimeoutStopSec={bot_contract.STOP_TIMEOUT_S}
+# Shares of the instance's RAM, so every instance type gets a limit that fits it: above MemoryHigh the kernel
+# reclaims and throttles the bot, at MemoryMax it kills the bot (then systemd restarts it) instead of the
+# CloudWatch or SSM agent. Model reloads never hold two models (docs/bot.md); peak RSS is in docs/benchmarks.md.
+MemoryHigh={bot_contract.MEMORY_HIGH}
+MemoryMax={bot_contract.MEMORY_MAX}
+MemorySwapMax=0
 StandardOutput=append:{BOT_LOG_FILE}
 StandardError=append:{BOT_LOG_FILE}
 CacheDirectory=genart

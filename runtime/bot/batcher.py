@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import AsyncIterator
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
@@ -43,6 +45,17 @@ def batch_limit(resolution: int) -> int:
     return 1
 
 
+def prior_seconds_per_image(resolution: int) -> float:
+    """Return a cautious guess of one image's CPU time before any has been measured (2-vCPU Graviton)."""
+    if resolution <= 64:
+        return 0.05
+    if resolution <= 128:
+        return 0.2
+    if resolution <= 256:
+        return 1.0
+    return 4.0
+
+
 class MicroBatcher:
     """Collect requests for `batch_window_ms`, merge those with the same psi (up to `max_batch` images) into one call.
 
@@ -71,16 +84,27 @@ class MicroBatcher:
         self._queued_images = 0
         self._pending_images = 0
         self._arrived = asyncio.Event()
+        self._gate = asyncio.Event()  # cleared while a reload swaps the model: no new ONNX call starts
+        self._gate.set()
+        self._seconds_per_image: float | None = None
         self._closing = False
         self._collector: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[None]] = set()
+        self._running_jobs: list[_Job] = []
 
     @property
     def max_batch(self) -> int:
         """Return the most images one ONNX call may take (fixed, or from the current model's resolution)."""
         if self._fixed_max_batch is not None:
             return max(1, self._fixed_max_batch)
-        return batch_limit(getattr(self._holder.current, "resolution", 0))
+        return batch_limit(self._holder.resolution)
+
+    @property
+    def seconds_per_image(self) -> float:
+        """Return the recent CPU time per image of one ONNX call (moving average; a prior until measured)."""
+        if self._seconds_per_image is None:
+            return prior_seconds_per_image(self._holder.resolution)
+        return self._seconds_per_image
 
     @property
     def pending_images(self) -> int:
@@ -120,14 +144,27 @@ class MicroBatcher:
         self._arrived.set()
         return job.future
 
-    async def close(self, *, drain_timeout_s: float = 60.0) -> None:
-        """Refuse new work, finish queued and running batches (up to the timeout), then stop."""
+    @contextlib.asynccontextmanager
+    async def paused(self) -> AsyncIterator[None]:
+        """Hold new ONNX calls and wait for running ones, so the model can be swapped with nothing using it."""
+        self._gate.clear()
+        try:
+            while self._running:
+                await asyncio.wait(set(self._running))
+            yield
+        finally:
+            self._gate.set()
+
+    async def close(self, *, deadline: float | None = None) -> None:
+        """Refuse new work, finish queued and running batches until `deadline` (loop time; default 60 s away)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 60.0 if deadline is None else deadline
         self._closing = True
         self._arrived.set()
         collector = self._collector
         if collector is not None:
             try:
-                await asyncio.wait_for(asyncio.shield(collector), timeout=drain_timeout_s)
+                await asyncio.wait_for(asyncio.shield(collector), timeout=max(0.0, deadline - loop.time()))
             except TimeoutError:
                 LOG.warning("drain timed out; rejecting queued work", extra={"fields": {"queued": len(self._queue)}})
                 collector.cancel()
@@ -136,7 +173,10 @@ class MicroBatcher:
             if not job.future.done():
                 job.future.set_exception(BusyError("shutting down"))
         if self._running:
-            await asyncio.wait(set(self._running), timeout=drain_timeout_s)
+            await asyncio.wait(set(self._running), timeout=max(0.0, deadline - loop.time()))
+        for job in self._running_jobs:  # past the deadline: answer "restarting" now rather than never
+            if not job.future.done():
+                job.future.set_exception(BusyError("shutting down"))
 
     async def _collect(self) -> None:
         loop = asyncio.get_running_loop()
@@ -157,9 +197,10 @@ class MicroBatcher:
                     await asyncio.wait_for(self._arrived.wait(), timeout=remaining)
                 except TimeoutError:
                     break
+            await self._gate.wait()
             await self._slots.acquire()
             self._drop_cancelled()
-            if not self._queue:
+            if not self._queue or not self._gate.is_set():  # emptied, or a reload paused us while we waited
                 self._slots.release()
                 continue
             batch = self._take_batch()
@@ -199,6 +240,7 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         size = sum(job.size for job in batch)
         started = time.monotonic()
+        self._running_jobs.extend(batch)
         try:
             generator = self._holder.current
             latents = np.concatenate([job.latents for job in batch], axis=0)
@@ -209,6 +251,9 @@ class MicroBatcher:
                 if not job.future.done():
                     job.future.set_exception(exc)
         else:
+            per_image = (time.monotonic() - started) / max(1, size)
+            previous = self._seconds_per_image
+            self._seconds_per_image = per_image if previous is None else 0.7 * previous + 0.3 * per_image
             offset = 0
             for job in batch:
                 if not job.future.done():
@@ -227,5 +272,7 @@ class MicroBatcher:
                 },
             )
         finally:
+            done = {id(job) for job in batch}
+            self._running_jobs = [job for job in self._running_jobs if id(job) not in done]
             self._pending_images -= size
             self._slots.release()

@@ -26,6 +26,9 @@ DEFAULT_IMDS_URL = "http://169.254.169.254"
 # Micro-batching knobs (same names as the endpoint's; docs/decisions.md says why the batchers stay two).
 DEFAULT_BATCH_WINDOW_MS = 15.0
 DEFAULT_MAX_QUEUE = 32
+DEFAULT_USER_BURST = 16
+DEFAULT_USER_MAX_PENDING = 16
+DEFAULT_MAX_WAIT_S = 60.0
 
 
 def plan_workers(cores: int) -> tuple[int, int]:
@@ -48,6 +51,9 @@ class BotSettings:
     max_batch: int | None = None
     batch_window_ms: float = DEFAULT_BATCH_WINDOW_MS
     max_queue: int = DEFAULT_MAX_QUEUE
+    user_burst: int = DEFAULT_USER_BURST
+    user_max_pending: int = DEFAULT_USER_MAX_PENDING
+    max_wait_s: float = DEFAULT_MAX_WAIT_S
     workers: int = field(default_factory=lambda: plan_workers(available_cores())[0])
     intra_op_threads: int = field(default_factory=lambda: plan_workers(available_cores())[1])
     tuned_session: bool = True
@@ -56,8 +62,8 @@ class BotSettings:
     prefix_commands: bool = True
     sync_commands: bool = True
     on_rebalance: Literal["warn", "exit"] = "warn"
-    spot_poll_s: float = 5.0
-    drain_timeout_s: float = 60.0
+    spot_poll_s: float = float(contract.SPOT_POLL_S)
+    drain_timeout_s: float = float(contract.DRAIN_DEADLINE_S)
     console: bool = False
     out_dir: Path = Path("waifus")
 
@@ -90,6 +96,13 @@ class BotEnvironment(EnvSettings):
         DEFAULT_BATCH_WINDOW_MS, ge=0, le=1000, allow_inf_nan=False, validation_alias=contract.ENV_BATCH_WINDOW_MS
     )
     max_queue: int = Field(DEFAULT_MAX_QUEUE, ge=GRID_MAX, le=1024, validation_alias=contract.ENV_MAX_QUEUE)
+    user_burst: int = Field(DEFAULT_USER_BURST, ge=GRID_MAX, le=1024, validation_alias=contract.ENV_USER_BURST)
+    user_max_pending: int = Field(
+        DEFAULT_USER_MAX_PENDING, ge=GRID_MAX, le=1024, validation_alias=contract.ENV_USER_MAX_PENDING
+    )
+    max_wait_s: float = Field(
+        DEFAULT_MAX_WAIT_S, ge=1, le=3600, allow_inf_nan=False, validation_alias=contract.ENV_MAX_WAIT_S
+    )
     cpu_arena: bool = Field(False, validation_alias=contract.ENV_CPU_ARENA)
     prefix_commands: bool = Field(True, validation_alias=contract.ENV_PREFIX_COMMANDS)
     sync_commands: bool = Field(True, validation_alias=contract.ENV_SYNC_COMMANDS)
@@ -136,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--imds-url", help=f"instance metadata base URL (default {DEFAULT_IMDS_URL})")
     parser.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR (default INFO)")
     parser.add_argument("--format", choices=["png", "jpeg"], help="image format of replies (default png)")
-    parser.add_argument("--cooldown", type=float, help="seconds between generations per user (default 5; console 0)")
+    parser.add_argument("--cooldown", type=float, help="seconds a user waits per image drawn (default 5; console 0)")
     parser.add_argument("--workers", type=int, help="generation worker threads (default: one per 4 cores)")
     parser.add_argument("--threads", type=int, help="onnxruntime intra-op threads per call (default: cores/workers)")
     parser.add_argument(
@@ -190,6 +203,9 @@ def settings_from(env: Mapping[str, str], args: argparse.Namespace) -> BotSettin
         max_batch=args.max_batch or values.max_batch,
         batch_window_ms=values.batch_window_ms,
         max_queue=args.max_queue or values.max_queue,
+        user_burst=values.user_burst,
+        user_max_pending=values.user_max_pending,
+        max_wait_s=values.max_wait_s,
         workers=workers,
         intra_op_threads=threads,
         tuned_session=not args.default_session,

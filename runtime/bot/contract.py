@@ -26,6 +26,27 @@ ENV_ON_REBALANCE = "GENART_ON_REBALANCE"
 ENV_MAX_BATCH = "GENART_MAX_BATCH"
 ENV_BATCH_WINDOW_MS = "GENART_BATCH_WINDOW_MS"
 ENV_MAX_QUEUE = "GENART_MAX_QUEUE"
+# Fair sharing (runtime/bot/limits.py): images a user may save up, images a user may have pending, longest wait.
+ENV_USER_BURST = "GENART_USER_BURST"
+ENV_USER_MAX_PENDING = "GENART_USER_MAX_PENDING"
+ENV_MAX_WAIT_S = "GENART_MAX_WAIT_S"
+
+# Shutdown budget: a Spot interruption notice comes SPOT_NOTICE_S before the instance stops. The bot notices it
+# within SPOT_POLL_S, drains everything (queued and running generations, encoding, replies) until one deadline
+# DRAIN_DEADLINE_S later, then needs CLOSE_MARGIN_S to say goodbye and close the gateway. systemd's
+# TimeoutStopSec (STOP_TIMEOUT_S) covers the same drain after SIGTERM and stays inside the notice.
+SPOT_NOTICE_S = 120
+SPOT_POLL_S = 5
+DRAIN_DEADLINE_S = 70
+CLOSE_MARGIN_S = 10
+STOP_TIMEOUT_S = 90
+# Memory of the unit, as shares of the instance's RAM (systemd percentages): MemoryHigh starts reclaiming and
+# throttling, MemoryMax is the hard limit (the kernel kills the bot, never the CloudWatch or SSM agent).
+MEMORY_HIGH = "70%"
+MEMORY_MAX = "80%"
+# glibc malloc arenas for the unit: onnxruntime's threads otherwise each keep their own freed memory (measured:
+# peak RSS 1004 -> 896 MiB serving 8 requests plus a reload at 512 px, docs/benchmarks.md).
+MALLOC_ARENA_MAX = 2
 
 # The generator the pipeline publishes and the bot serves (runtime/pipeline/stylegan2/contract.py writes it).
 DEFAULT_MODEL_KEY = "stylegan/latest.onnx"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import ctypes.util
 import logging
 import os
 import threading
@@ -129,22 +132,40 @@ class FaceGenerator:
         }
 
 
+def return_free_memory() -> None:
+    """Hand memory freed by a dropped session back to the OS (glibc keeps it otherwise); no-op elsewhere."""
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to do
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+
+
 class GeneratorHolder:
-    """The current generator, swappable at runtime by the reload command; in-flight work keeps the old one."""
+    """The current generator, swappable at runtime by the reload command; empty only while a reload swaps it."""
 
     def __init__(self, generator: FaceGenerator) -> None:
-        self._generator = generator
+        self._generator: FaceGenerator | None = generator
+        self.resolution = int(getattr(generator, "resolution", 0))
         self._lock = threading.Lock()
 
     @property
     def current(self) -> FaceGenerator:
         """Return the generator new work should use."""
         with self._lock:
+            if self._generator is None:
+                raise RuntimeError("no generator loaded (a reload is swapping it)")
             return self._generator
 
-    def swap(self, generator: FaceGenerator) -> FaceGenerator:
-        """Install a new generator and return the previous one."""
+    def swap(self, generator: FaceGenerator) -> FaceGenerator | None:
+        """Install a new generator and return the previous one (None when the holder was empty)."""
         with self._lock:
             previous, self._generator = self._generator, generator
+            self.resolution = int(getattr(generator, "resolution", 0))
         LOG.info("generator swapped", extra={"fields": generator.describe()})
+        return previous
+
+    def release(self) -> FaceGenerator:
+        """Empty the holder and return the generator it held, so its memory can be freed before a reload."""
+        with self._lock:
+            previous, self._generator = self._generator, None
+        if previous is None:
+            raise RuntimeError("no generator loaded")
         return previous

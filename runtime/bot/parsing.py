@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import shlex
 import unicodedata
 
 from .errors import InputError
@@ -17,6 +18,7 @@ GRID_MIN = 1
 GRID_MAX = 16
 DEFAULT_GRID = 4
 _QUOTES = "\"'`“”‘’«»„"
+_OPENING_QUOTES = '"“«„'  # a name that starts with one of these must end with a quote too
 _MARKDOWN = re.compile(r"([\\*_~|`>#\[\]()])")
 
 
@@ -31,6 +33,8 @@ def clean_name(raw: str | None) -> str | None:
     text = " ".join(_strip_controls(raw).split())
     if len(text) >= 2 and text[0] in _QUOTES and text[-1] in _QUOTES:
         text = text[1:-1].strip()
+    elif text and text[0] in _OPENING_QUOTES:
+        raise InputError(f"The name starts with {text[0]} but has no closing quote: close it or leave it out.")
     if not normalize_name(text):
         return None
     if len(text) > MAX_NAME_CHARS:
@@ -85,3 +89,16 @@ def slug(text: str, *, fallback: str) -> str:
     ascii_only = unicodedata.normalize("NFKD", normalize_name(text)).encode("ascii", "ignore").decode("ascii")
     cleaned = re.sub(r"[^a-z0-9]+", "-", ascii_only).strip("-")[:40]
     return cleaned or fallback
+
+
+def split_arguments(text: str, *, usage: str, most: int) -> list[str]:
+    """Split prefix/console arguments like a shell (quotes group words); unterminated quotes are an error."""
+    try:
+        parts = shlex.split(text)
+    except ValueError:
+        raise InputError(
+            f"Unterminated quote in `{text[:40]}`: close the quote or leave it out. Usage: {usage}"
+        ) from None
+    if len(parts) > most:
+        raise InputError(f"Too many arguments. Usage: {usage}")
+    return parts

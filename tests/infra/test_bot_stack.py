@@ -535,8 +535,17 @@ def test_systemd_unit_runs_the_bot_unprivileged_restarts_it_and_logs_to_the_ship
     assert _single(service, "ExecStart") == f"{VENV_DIR}/bin/python -m {BOT_MODULE}"
     assert _single(service, "Restart") == "on-failure"
     assert 0 < int(_single(service, "RestartSec")) <= 60
-    # The bot finishes its SIGTERM shutdown before a rebalanced instance is terminated.
-    assert 0 < int(_single(service, "TimeoutStopSec")) < REBALANCE_TERMINATION_DELAY_S
+    # The bot finishes its SIGTERM shutdown before a rebalanced instance is terminated: one drain deadline plus
+    # the gateway close fit in TimeoutStopSec, which fits in the Spot notice.
+    stop_s = int(_single(service, "TimeoutStopSec"))
+    assert 0 < stop_s < REBALANCE_TERMINATION_DELAY_S
+    assert stop_s == bot_contract.STOP_TIMEOUT_S
+    assert bot_contract.DRAIN_DEADLINE_S + bot_contract.CLOSE_MARGIN_S <= stop_s < bot_contract.SPOT_NOTICE_S
+    # Memory is bounded relative to the instance: MemoryHigh (throttle) below MemoryMax (kill), no swap.
+    high, hard = _single(service, "MemoryHigh"), _single(service, "MemoryMax")
+    assert re.fullmatch(r"\d+%", high) and re.fullmatch(r"\d+%", hard)
+    assert 50 <= int(high[:-1]) < int(hard[:-1]) <= 85
+    assert _single(service, "MemorySwapMax") == "0"
     assert _single(service, "StandardOutput") == _single(service, "StandardError") == f"append:{BOT_LOG_FILE}"
     for directive, value in SYSTEMD_HARDENING.items():
         assert _single(service, directive) == value, directive
@@ -562,6 +571,7 @@ def test_systemd_unit_environment_names_come_from_the_bot_contract_and_hold_no_s
         "AWS_REGION": "${AWS::Region}",
         "PYTHONUNBUFFERED": "1",
         "PYTHONDONTWRITEBYTECODE": "1",
+        "MALLOC_ARENA_MAX": str(bot_contract.MALLOC_ARENA_MAX),
     }
     if bot.operator_ids:
         expected[bot_contract.ENV_OPERATOR_IDS] = ",".join(bot.operator_ids)

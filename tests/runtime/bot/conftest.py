@@ -38,3 +38,11 @@ def make_settings(tiny_generator_onnx: Path) -> Any:
         return dataclasses.replace(base, **overrides)
 
     return build
+
+
+@pytest.fixture(scope="session")
+def generator_256_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random generator at 256 px from the project's exporter: its calls and PNGs take long enough to see lag."""
+    from runtime.pipeline.stylegan2.export_onnx import export_random_generator
+
+    return export_random_generator(tmp_path_factory.mktemp("onnx256") / "generator.onnx", resolution=256)

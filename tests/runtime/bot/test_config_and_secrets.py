@@ -150,6 +150,14 @@ def test_batching_knobs_come_from_the_shared_env_names() -> None:
     assert settings_from(env, build_parser().parse_args(["--max-batch", "2"])).max_batch == 2
 
 
+def test_fair_sharing_knobs_come_from_the_contract() -> None:
+    defaults = settings_from({}, build_parser().parse_args([]))
+    assert (defaults.user_burst, defaults.user_max_pending, defaults.max_wait_s) == (16, 16, 60.0)
+    env = {"GENART_USER_BURST": "32", "GENART_USER_MAX_PENDING": "20", "GENART_MAX_WAIT_S": "90"}
+    settings = settings_from(env, build_parser().parse_args([]))
+    assert (settings.user_burst, settings.user_max_pending, settings.max_wait_s) == (32, 20, 90.0)
+
+
 def test_environment_token_stays_out_of_reprs() -> None:
     settings = BotEnvironment.from_env({"DISCORD_TOKEN": FAKE_TOKEN})
     assert FAKE_TOKEN not in repr(settings)
@@ -167,6 +175,9 @@ def test_environment_token_stays_out_of_reprs() -> None:
         ({"GENART_MAX_BATCH": "0"}, "GENART_MAX_BATCH must be >= 1, got '0'"),
         ({"GENART_MAX_QUEUE": "many"}, "GENART_MAX_QUEUE must be an integer"),
         ({"GENART_BATCH_WINDOW_MS": "-1"}, "GENART_BATCH_WINDOW_MS must be >= 0"),
+        ({"GENART_USER_BURST": "8"}, "GENART_USER_BURST must be >= 16"),  # a grid of 16 must stay possible
+        ({"GENART_USER_MAX_PENDING": "4"}, "GENART_USER_MAX_PENDING must be >= 16"),
+        ({"GENART_MAX_WAIT_S": "inf"}, "GENART_MAX_WAIT_S"),
     ],
 )
 def test_bad_settings_are_clear(env: dict[str, str], message: str) -> None:

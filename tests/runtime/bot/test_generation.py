@@ -16,24 +16,24 @@ import pytest
 from PIL import Image
 
 from runtime.bot.batcher import MicroBatcher, batch_limit
-from runtime.bot.commands import BUSY_TEXT, Requester, WaifuService
+from runtime.bot.commands import Requester, WaifuService
 from runtime.bot.errors import BusyError, ConfigError
 from runtime.bot.generator import FaceGenerator, GeneratorHolder, SessionTuning, to_uint8_images
-from runtime.bot.limits import Cooldown
+from runtime.bot.limits import Admission, Refusal, TokenBucket, busy_text
 from runtime.bot.seeding import latents_for_seeds, seed_for_name
 
 USER = Requester(user_id="42")
 
 
 def make_service(
-    generator: Any, *, cooldown: Cooldown | None = None, image_format: str = "png", **batcher_kwargs: Any
+    generator: Any, *, admission: Admission | None = None, image_format: str = "png", **batcher_kwargs: Any
 ) -> tuple[WaifuService, MicroBatcher, ThreadPoolExecutor]:
     executor = ThreadPoolExecutor(max_workers=2)
     batcher = MicroBatcher(holder=GeneratorHolder(generator), executor=executor, **batcher_kwargs)
     service = WaifuService(
         batcher=batcher,
         executor=executor,
-        cooldown=cooldown or Cooldown(seconds=0),
+        admission=admission,
         image_format=image_format,  # type: ignore[arg-type]
     )
     return service, batcher, executor
@@ -183,7 +183,7 @@ def test_full_queue_answers_busy_without_crashing() -> None:
         return [busy.text, *(reply.text for reply in served), after.text, str(len(after.files))]
 
     busy, first, second, after, files = asyncio.run(scenario())
-    assert busy == BUSY_TEXT
+    assert busy.startswith("I'm busy drawing other faces right now - please try again in ")
     assert first == "**n0**" and second == "**n1**"
     assert after == "**late**" and files == "1"
 
@@ -208,42 +208,82 @@ def test_cancelled_requests_are_not_generated() -> None:
     assert asyncio.run(scenario()) == (2, 0, 1)
 
 
-def test_cooldown_per_user() -> None:
+def test_token_bucket_counts_images() -> None:
     now = [100.0]
-    cooldown = Cooldown(seconds=5, clock=lambda: now[0])
-    assert cooldown.try_acquire("a") == 0
-    assert cooldown.try_acquire("a") == pytest.approx(5)
-    assert cooldown.try_acquire("b") == 0
-    now[0] += 3
-    assert cooldown.remaining("a") == pytest.approx(2)
-    now[0] += 2
-    assert cooldown.try_acquire("a") == 0
-    cooldown.release("a")
-    assert cooldown.remaining("a") == 0
+    bucket = TokenBucket(seconds_per_image=5, burst=16, clock=lambda: now[0])
+    assert bucket.wait_for("a", 16) == 0
+    bucket.take("a", 16)  # a grid of 16 empties the bucket...
+    assert bucket.wait_for("a", 1) == pytest.approx(5)
+    assert bucket.wait_for("a", 16) == pytest.approx(80)  # ...and takes 16 x 5 s to earn back
+    assert bucket.wait_for("b", 16) == 0  # other users are unaffected
+    now[0] += 10
+    assert bucket.level("a") == pytest.approx(2)
+    bucket.refund("a", 4)
+    assert bucket.level("a") == pytest.approx(6)
+    assert TokenBucket(seconds_per_image=0, burst=16).wait_for("a", 16) == 0
+
+
+def make_admission(*, spi: float = 1.0, seconds_per_image: float = 5.0, **kwargs: Any) -> Admission:
+    options: dict[str, Any] = {"user_max_pending": 16, "max_queue": 32, "max_wait_s": 60.0, "workers": 1, **kwargs}
+    bucket = TokenBucket(seconds_per_image=seconds_per_image, burst=16)
+    return Admission(bucket=bucket, seconds_per_image=lambda: spi, **options)
+
+
+def test_admission_bucket_pending_cap_and_global_wait() -> None:
+    admission = make_admission()
+    grid = admission.admit("a", 16)
+    assert not isinstance(grid, Refusal)
+    refused = admission.admit("a", 1)
+    assert isinstance(refused, Refusal) and "already have 16 faces" in refused.text  # per-user pending cap
+    admission.release(grid)
+    refused = admission.admit("a", 1)
+    assert isinstance(refused, Refusal) and refused.text.startswith("Easy there!") and "5 s" in refused.text
+    assert not isinstance(admission.admit("op", 16, exempt=True), Refusal)  # operators skip the bucket only
+    assert not isinstance(admission.admit("b", 16), Refusal)  # 32 pending images = 32 s expected wait
+    busy = admission.admit("c", 4)
+    assert isinstance(busy, Refusal) and busy.text == busy_text(busy.retry_after_s)
+    assert busy.retry_after_s == pytest.approx(4)  # 4 images over the queue bound at 1 s per image
+    assert admission.pending == 32
+
+
+def test_admission_bounds_the_queue_by_expected_wait_and_keeps_room_for_newcomers() -> None:
+    admission = make_admission(spi=3.0, seconds_per_image=0.0, max_wait_s=30.0, user_max_pending=64)
+    first = admission.admit("a", 8)  # 24 s of work
+    assert not isinstance(first, Refusal)
+    more = admission.admit("a", 1)  # a user with work pending gets half the wait bound: 27 s > 15 s
+    assert isinstance(more, Refusal) and more.retry_after_s == pytest.approx(12)
+    newcomer = admission.admit("b", 2)  # 30 s: within the bound for someone with nothing pending
+    assert not isinstance(newcomer, Refusal)
+    late = admission.admit("c", 1)
+    assert isinstance(late, Refusal) and late.retry_after_s == pytest.approx(3)
+    admission.release(first, refund=True)
+    admission.release(first)  # releasing twice is harmless
+    assert admission.pending == 2
 
 
 def test_cooldown_reply_and_operator_exemption(face_generator: FaceGenerator) -> None:
     async def scenario() -> list[str]:
-        service, batcher, executor = make_service(face_generator, cooldown=Cooldown(seconds=60))
+        service, batcher, executor = make_service(face_generator, admission=make_admission(seconds_per_image=60))
         texts = [
-            (await service.claim_waifu(USER, "Asuka")).text,
+            (await service.claim_waifu_grid(USER, "16")).text,
             (await service.claim_waifu(USER, "Asuka")).text,
             (await service.claim_waifu(Requester(user_id="7"), "Asuka")).text,
-            (await service.claim_waifu(Requester(user_id="op", is_operator=True), "Asuka")).text,
-            (await service.claim_waifu(Requester(user_id="op", is_operator=True), "Asuka")).text,
+            (await service.claim_waifu_grid(Requester(user_id="op", is_operator=True), "16")).text,
+            (await service.claim_waifu_grid(Requester(user_id="op", is_operator=True), "16")).text,
             (await service.claim_waifu_truncation(Requester(user_id="9"), "nan")).text,
-            (await service.claim_waifu_truncation(Requester(user_id="9"), "0.5")).text,
+            (await service.claim_waifu_grid(Requester(user_id="9"), "16")).text,
         ]
         await batcher.close()
         executor.shutdown()
         return texts
 
     texts = asyncio.run(scenario())
-    assert texts[0] == "**Asuka**"
-    assert texts[1].startswith("Easy there!") and "60 s" in texts[1]
-    assert texts[2] == texts[3] == texts[4] == "**Asuka**"
-    assert "finite" in texts[5]  # invalid input does not consume the cooldown...
-    assert texts[6].startswith("A random waifu at truncation 0.5")  # ...so the next valid request is served
+    assert texts[0].startswith("16 random waifus")
+    assert texts[1] == "Easy there! You can claim another face in 60 s."
+    assert texts[2] == "**Asuka**"
+    assert texts[3].startswith("16 random waifus") and texts[4].startswith("16 random waifus")
+    assert "finite" in texts[5]  # invalid input does not use up the bucket...
+    assert texts[6].startswith("16 random waifus")  # ...so the next valid request is served
 
 
 def test_event_loop_stays_responsive_during_generation() -> None:
@@ -289,7 +329,7 @@ def test_closing_batcher_finishes_in_flight_and_rejects_new_work() -> None:
         service, batcher, executor = make_service(slow, batch_window_ms=0)
         in_flight = asyncio.create_task(batcher.generate(latents_for_seeds([1]), 0.7))
         await asyncio.sleep(0.05)
-        closing = asyncio.create_task(batcher.close(drain_timeout_s=5))
+        closing = asyncio.create_task(batcher.close(deadline=asyncio.get_running_loop().time() + 5))
         await asyncio.sleep(0)
         rejected = await service.claim_waifu(USER, "late")
         images = await in_flight
@@ -300,3 +340,46 @@ def test_closing_batcher_finishes_in_flight_and_rejects_new_work() -> None:
     count, text = asyncio.run(scenario())
     assert count == 1
     assert "restarting" in text
+
+
+def test_reload_frees_the_old_model_before_loading_the_new_one(
+    make_settings: Any, face_generator: FaceGenerator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runtime.bot import engine as engine_module
+    from runtime.bot.engine import Engine
+
+    loads: list[bool] = []
+    real_open = engine_module.open_generator
+    failures = [False, True]  # the first reload loads, the second gets a broken model
+
+    def spying_open(path: Path, settings: Any) -> FaceGenerator:
+        try:
+            _ = engine.holder.current
+        except RuntimeError:
+            loads.append(False)
+        else:
+            loads.append(True)
+        if failures and failures.pop(0):
+            raise ConfigError("broken model")
+        return real_open(path, settings)
+
+    monkeypatch.setattr(engine_module, "open_generator", spying_open)
+    operator = Requester(user_id="op", is_operator=True)
+
+    async def scenario() -> list[str]:
+        nonlocal engine
+        engine = Engine(settings=make_settings(), generator=face_generator)
+        served = [asyncio.create_task(engine.service.claim_waifu(Requester(user_id=str(i)), f"n{i}")) for i in range(8)]
+        reloaded = await engine.service.reload_model(operator)
+        failed = await engine.service.reload_model(operator)
+        texts = [reply.text for reply in await asyncio.gather(*served)]
+        after = await engine.service.claim_waifu(USER, "after")
+        await engine.close()
+        return [reloaded.text, failed.text, after.text, *texts]
+
+    engine: Any = None
+    reloaded, failed, after, *served = asyncio.run(scenario())
+    assert loads == [False, False, False]  # every load (new, broken, restore) ran with no other model held
+    assert reloaded.startswith("Model reloaded (16 px, kimg 0")
+    assert failed.startswith("Reload failed; still using the previous model")
+    assert after == "**after**" and served == [f"**n{i}**" for i in range(8)]

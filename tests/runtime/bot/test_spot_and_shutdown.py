@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -116,7 +117,11 @@ def offline_gateway(monkeypatch: pytest.MonkeyPatch) -> list[discord_app.GenArtB
         while not self.is_closed():
             await asyncio.sleep(0.01)
 
+    async def fake_application_info(self: discord_app.GenArtBot) -> Any:
+        return SimpleNamespace(team=None, owner=SimpleNamespace(id=1))
+
     monkeypatch.setattr(discord_app.GenArtBot, "start", fake_start)
+    monkeypatch.setattr(discord_app.GenArtBot, "application_info", fake_application_info)
     return started
 
 
@@ -196,3 +201,39 @@ def test_unreachable_imds_is_tolerated(make_settings: Any, face_generator: FaceG
 
     code, _ = run_bot_until_done(make_settings(imds_url="http://127.0.0.1:9"), face_generator, scenario)
     assert code == 0
+
+
+def test_one_drain_deadline_fits_the_spot_notice_and_the_stop_timeout() -> None:
+    from runtime.bot import contract
+    from runtime.bot.config import BotSettings
+
+    assert BotSettings.__dataclass_fields__["drain_timeout_s"].default == contract.DRAIN_DEADLINE_S
+    assert BotSettings.__dataclass_fields__["spot_poll_s"].default == contract.SPOT_POLL_S
+    # Notice seen within one poll, everything drained by one deadline, then goodbye and gateway close.
+    shutdown_s = contract.SPOT_POLL_S + contract.DRAIN_DEADLINE_S + contract.CLOSE_MARGIN_S
+    assert shutdown_s <= contract.STOP_TIMEOUT_S < contract.SPOT_NOTICE_S
+    # After SIGTERM systemd waits STOP_TIMEOUT_S: the drain and the close fit without the poll.
+    assert contract.DRAIN_DEADLINE_S + contract.CLOSE_MARGIN_S <= contract.STOP_TIMEOUT_S
+
+
+def test_shutdown_keeps_the_drain_deadline_when_generation_hangs(
+    imds: FakeImds, make_settings: Any, face_generator: FaceGenerator, offline_gateway: list[Any]
+) -> None:
+    async def main() -> tuple[float, Any]:
+        engine = Engine(settings=make_settings(imds_url=imds.url, drain_timeout_s=0.5), generator=face_generator)
+        engine.holder.swap(SlowGenerator(face_generator, seconds=3.0))  # type: ignore[arg-type]
+        runner = asyncio.create_task(discord_app.run_discord(engine, token="token-for-tests"))
+        await asyncio.sleep(0.1)
+        stuck = [asyncio.create_task(engine.service.claim_waifu(Requester(user_id=str(i)), f"n{i}")) for i in range(3)]
+        await asyncio.sleep(0.05)
+        started = time.monotonic()
+        offline_gateway[0].request_shutdown("test over")
+        code = await asyncio.wait_for(runner, timeout=10)
+        elapsed = time.monotonic() - started
+        replies = await asyncio.gather(*stuck)
+        return elapsed, (code, [reply.text for reply in replies])
+
+    elapsed, (code, texts) = asyncio.run(main())
+    assert code == 0
+    assert elapsed < 0.5 + 0.3, f"shutdown took {elapsed:.2f} s with a 0.5 s drain deadline"
+    assert SHUTDOWN_TEXT in texts  # queued work behind the hung call is rejected at the deadline
