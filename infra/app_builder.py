@@ -50,6 +50,8 @@ def build_app(app: cdk.App, config: EnvConfig) -> GenArtStacks:
         config=config.bot,
         models_bucket=storage.models_bucket,
         bot_token_secret=storage.bot_token_secret,
+        ops_alerts=storage.ops_alerts,
+        env_name=config.name,
         retain_logs=config.storage.retain_data,
         env=env,
         description="GenArt: the Discord bot on one Spot instance (NAT-free VPC, Spot Fleet, logs)",

@@ -13,8 +13,10 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from cdk_nag import NagPackSuppression, NagSuppressions, RegexAppliesTo
 from constructs import Construct
 
+from infra.components.ops_alerts import OpsAlertsTopic
 from infra.config import BotConfig
 from infra.stacks.bot_fleet import BotAutoScalingGroup, BotSpotFleet
+from infra.stacks.bot_heartbeat import BotHeartbeat
 from infra.stacks.bot_log_group import retained_log_group
 from infra.stacks.bot_network import BotNetwork
 from infra.stacks.bot_user_data import bot_user_data
@@ -36,6 +38,8 @@ class BotStack(Stack):
         config: BotConfig,
         models_bucket: s3.IBucket,
         bot_token_secret: secretsmanager.ISecret,
+        ops_alerts: OpsAlertsTopic,
+        env_name: str,
         retain_logs: bool,
         **kwargs: object,
     ) -> None:
@@ -142,6 +146,16 @@ class BotStack(Stack):
                 "SpotFleetRequestId",
                 value=self.spot_fleet.fleet.ref,
                 description="Spot Fleet request running the bot",
+            )
+        # A bot that is meant to run and stays silent (failed boot, crash loop, placeholder token) says so.
+        self.heartbeat: BotHeartbeat | None = None
+        if config.target_capacity > 0:
+            self.heartbeat = BotHeartbeat(
+                self,
+                "Heartbeat",
+                log_group=self.log_group,
+                namespace=f"GenArt/{env_name}",
+                action=ops_alerts.alarm_action(),
             )
         CfnOutput(self, "LogGroupName", value=self.log_group.log_group_name, description="Bot logs (JSON lines)")
         CfnOutput(self, "InstanceRoleArn", value=self.instance_role.role_arn, description="Bot instance role")

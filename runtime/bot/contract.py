@@ -59,3 +59,8 @@ CODE_ASSET_DIR = "runtime"
 CODE_ASSET_EXCLUDE = ("*", "!__init__.py", "!bot", "!bot/**", "!common", "!common/**", "**/__pycache__", "**/*.pyc")
 ENTRY_MODULE = "runtime.bot"
 REQUIREMENTS_FILE = "runtime/bot/requirements.txt"
+
+# The bot logs this message every HEARTBEAT_INTERVAL_S while it is connected and able to draw; the Bot stack
+# counts the lines with a metric filter and alarms on the ops-alerts topic when they stop.
+HEARTBEAT_MESSAGE = "heartbeat"
+HEARTBEAT_INTERVAL_S = 60

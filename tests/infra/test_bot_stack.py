@@ -733,3 +733,52 @@ def test_config_rejects_operator_ids_that_are_not_discord_user_ids() -> None:
     with pytest.raises(ConfigError, match=r"envs\.x\.bot\.operator_ids"):
         load_config({"x": {"bot": {"operator_ids": ["alice"]}}}, "x")
     load_config({"x": {"bot": {"operator_ids": ["123456789012345678"]}}}, "x")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# heartbeat
+
+
+@per_env
+def test_heartbeat_lines_of_the_bot_log_group_become_a_metric(env_name: str) -> None:
+    app = synth_env(env_name)
+    template = _bot_template(app)
+    ((log_group_id, _),) = [
+        (k, v) for k, v in resources_of_type(template, "AWS::Logs::LogGroup").items() if k.startswith("BotLogGroup")
+    ]
+    (metric_filter,) = resources_of_type(template, "AWS::Logs::MetricFilter").values()
+    props = metric_filter["Properties"]
+    assert props["LogGroupName"] == {"Ref": log_group_id}
+    assert props["FilterPattern"] == f'{{ $.message = "{bot_contract.HEARTBEAT_MESSAGE}" }}'
+    assert props["MetricTransformations"] == [
+        {"MetricNamespace": f"GenArt/{env_name}", "MetricName": "BotHeartbeats", "MetricValue": "1"}
+    ]
+
+
+@per_env
+def test_silent_bot_alarms_on_the_ops_alerts_topic_even_when_no_data_arrives(env_name: str) -> None:
+    app = synth_env(env_name)
+    (alarm,) = resources_of_type(_bot_template(app), "AWS::CloudWatch::Alarm").values()
+    props = alarm["Properties"]
+    assert (props["Namespace"], props["MetricName"], props["Statistic"]) == (
+        f"GenArt/{env_name}",
+        "BotHeartbeats",
+        "Sum",
+    )
+    assert "Dimensions" not in props
+    assert (props["ComparisonOperator"], props["Threshold"]) == ("LessThanThreshold", 1)
+    assert (props["Period"], props["EvaluationPeriods"]) == (300, 3)
+    assert props["TreatMissingData"] == "breaching"
+    # The heartbeat interval leaves several lines per period, so one late line cannot trip the alarm.
+    assert props["Period"] >= bot_contract.HEARTBEAT_INTERVAL_S * 3
+    storage = app.stacks.storage
+    expected = [value_of(storage, storage.ops_alerts.topic_arn, app)]
+    assert [render(a, app) for a in props["AlarmActions"]] == expected
+    assert [render(a, app) for a in props["OKActions"]] == expected
+
+
+def test_a_bot_scaled_to_zero_has_no_heartbeat_alarm() -> None:
+    app = synth_config(load_config({"x": {"bot": {"target_capacity": 0}}}, "x"))
+    template = _bot_template(app)
+    assert not resources_of_type(template, "AWS::CloudWatch::Alarm")
+    assert not resources_of_type(template, "AWS::Logs::MetricFilter")
