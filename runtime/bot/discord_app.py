@@ -16,6 +16,7 @@ from discord import app_commands
 from discord.ext import commands
 from discord.voice_client import VoiceClient
 
+from . import heartbeat
 from .commands import Order, Reply, Requester, Ticket, order_grid, order_truncation, order_waifu
 from .engine import Engine
 from .errors import ConfigError, InputError
@@ -241,7 +242,12 @@ class GenArtBot(commands.Bot):
         self.in_flight = InFlight()
         self.shutdown_reason: str | None = None
         self._watcher_task: asyncio.Task[None] | None = None
+        self._heartbeat_task: asyncio.Task[None] | None = None
         self._shutdown_task: asyncio.Task[None] | None = None
+
+    def alive(self) -> bool:
+        """Connected to Discord and not shutting down: what the heartbeat vouches for."""
+        return self.is_ready() and not self.is_closed() and self.shutdown_reason is None
 
     async def setup_hook(self) -> None:
         """Register commands, sync them, start the Spot watcher and signal handlers."""
@@ -268,6 +274,8 @@ class GenArtBot(commands.Bot):
             interval_s=self.engine.settings.spot_poll_s,
         )
         self._watcher_task = asyncio.create_task(watcher.run(), name="spot-watcher")
+        # The Bot stack alarms when these lines stop (docs/bot-operations.md "Heartbeat").
+        self._heartbeat_task = asyncio.create_task(heartbeat.beat(alive=self.alive), name="heartbeat")
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -304,8 +312,9 @@ class GenArtBot(commands.Bot):
         await self.engine.close(deadline=deadline)
         if not await self.in_flight.wait_idle(timeout_s=max(0.0, deadline - loop.time())):
             LOG.warning("replies still pending at shutdown", extra={"fields": {"handlers": self.in_flight.count}})
-        if self._watcher_task is not None:
-            self._watcher_task.cancel()
+        for task in (self._watcher_task, self._heartbeat_task):
+            if task is not None:
+                task.cancel()
         LOG.info("goodbye", extra={"fields": {"reason": reason}})
         await self.close()
 

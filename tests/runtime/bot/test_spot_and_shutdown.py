@@ -237,3 +237,22 @@ def test_shutdown_keeps_the_drain_deadline_when_generation_hangs(
     assert code == 0
     assert elapsed < 0.5 + 0.3, f"shutdown took {elapsed:.2f} s with a 0.5 s drain deadline"
     assert SHUTDOWN_TEXT in texts  # queued work behind the hung call is rejected at the deadline
+
+
+def test_the_bot_beats_while_serving_and_stops_beating_at_shutdown(
+    imds: FakeImds, make_settings: Any, face_generator: FaceGenerator, offline_gateway: list[Any]
+) -> None:
+    async def scenario(engine: Engine) -> tuple[bool, bool]:
+        await asyncio.sleep(0.1)
+        bot = offline_gateway[0]
+        task = bot._heartbeat_task
+        running = task is not None and not task.done()
+        bot.request_shutdown("test over")
+        while not bot.is_closed():
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+        return running, task is not None and task.done()
+
+    code, (running, stopped) = run_bot_until_done(make_settings(imds_url=imds.url), face_generator, scenario)
+    assert code == 0 and running
+    assert stopped, "the heartbeat must stop with the bot, or a closing bot would still look alive"
