@@ -99,6 +99,8 @@ class BotStack(Stack):
             http_tokens=ec2.LaunchTemplateHttpTokens.REQUIRED,
             # The bot runs on the host, not in a container, so one hop is enough.
             http_put_response_hop_limit=1,
+            # The bootstrap shuts a broken instance down; for Spot capacity that must mean "replace me".
+            instance_initiated_shutdown_behavior=ec2.InstanceInitiatedShutdownBehavior.TERMINATE,
             instance_metadata_tags=False,
             block_devices=[
                 ec2.BlockDevice(

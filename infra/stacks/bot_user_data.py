@@ -15,6 +15,9 @@ BOT_LOG_FILE = "/var/log/genart/bot.log"
 SERVICE_NAME = "genart-bot.service"
 SERVICE_USER = "genart"
 CW_AGENT_CONFIG = "/opt/aws/amazon-cloudwatch-agent/etc/genart-logs.json"
+RETRY_ATTEMPTS = 5
+RETRY_PAUSE_S = 15
+FAILURE_LOG_FLUSH_S = 60
 _CW_AGENT_CTL = "/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl"
 
 
@@ -128,21 +131,29 @@ def bot_user_data(
     user_data.add_commands(
         "# GenArt bot bootstrap (first boot); output goes to /var/log/cloud-init-output.log and CloudWatch.",
         "set -euxo pipefail",
-        "dnf install -y amazon-cloudwatch-agent python3.11 python3.11-pip logrotate",
+        # Package mirrors, S3 and PyPI hiccup: each network step gets RETRY_ATTEMPTS tries with growing pauses.
+        f'retry() {{ for n in $(seq 1 {RETRY_ATTEMPTS}); do "$@" && return 0; '
+        f"sleep $((n * {RETRY_PAUSE_S})); done; return 1; }}",
+        # Any failure left after that stops the instance; the launch template makes a shutdown a termination,
+        # so the fleet launches a fresh one and the heartbeat alarm reports the trouble meanwhile. The pause
+        # lets the agent (once running) ship the bootstrap log.
+        f'trap \'echo "GenArt bootstrap failed at line $LINENO" >&2; sleep {FAILURE_LOG_FLUSH_S}; '
+        "shutdown -h now' ERR",
+        "retry dnf install -y amazon-cloudwatch-agent python3.11 python3.11-pip logrotate",
         # Start log shipping first, so a failing bootstrap is visible in CloudWatch without logging in.
         *_heredoc(CW_AGENT_CONFIG, cloudwatch_agent_config(log_group_name=log_group_name)),
         f"{_CW_AGENT_CTL} -a fetch-config -m ec2 -s -c file:{CW_AGENT_CONFIG}",
         f"id -u {SERVICE_USER} >/dev/null 2>&1 || useradd --system --no-create-home --home-dir /nonexistent"
         f" --shell /sbin/nologin {SERVICE_USER}",
         f"install -d -m 0755 -o root -g root /opt/genart {APP_DIR} /var/log/genart",
-        f"aws s3 cp 's3://{code_bucket_name}/{code_object_key}' {zip_path} --region {region} --only-show-errors",
+        f"retry aws s3 cp 's3://{code_bucket_name}/{code_object_key}' {zip_path} --region {region} --only-show-errors",
         f"rm -rf {APP_DIR}/{bot_contract.CODE_ASSET_DIR}",
         # The asset zip holds runtime/ cut down to __init__.py, bot/ and common/: it unpacks into the `runtime`
         # package, so the bot runs as `python -m runtime.bot` with its shared modules beside it.
         f"python3.11 -m zipfile -e {zip_path} {APP_DIR}/{bot_contract.CODE_ASSET_DIR}",
         f"python3.11 -m venv {VENV_DIR}",
         # Wheels only: AL2023 has no compiler, and the runtime pins versions that ship aarch64/x86_64 wheels.
-        f"{VENV_DIR}/bin/pip install --no-cache-dir --disable-pip-version-check --no-input --only-binary=:all:"
+        f"retry {VENV_DIR}/bin/pip install --no-cache-dir --disable-pip-version-check --no-input --only-binary=:all:"
         f" -r {APP_DIR}/{bot_contract.REQUIREMENTS_FILE}",
         # Code and venv stay root-owned: the bot user can read and run them, never modify them.
         "chown -R root:root /opt/genart",

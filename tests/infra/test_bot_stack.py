@@ -12,6 +12,7 @@ import json
 import os
 import posixpath
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,9 @@ from infra.stacks.bot_user_data import (
     APP_DIR,
     BOT_LOG_FILE,
     CW_AGENT_CONFIG,
+    FAILURE_LOG_FLUSH_S,
+    RETRY_ATTEMPTS,
+    RETRY_PAUSE_S,
     SERVICE_NAME,
     SERVICE_USER,
     VENV_DIR,
@@ -151,7 +155,17 @@ def _bootstrap_order() -> list[tuple[str, str]]:
     return [
         ("bash runs the script", e("#!/bin/bash")),
         ("stop at the first failing command", e("set -euxo pipefail")),
-        ("install the agent, Python and logrotate", r"dnf install -y (?P<packages>[\w.\- ]+)"),
+        (
+            "retry network steps with growing pauses",
+            e(f'retry() {{ for n in $(seq 1 {RETRY_ATTEMPTS}); do "$@" && return 0; ')
+            + e(f"sleep $((n * {RETRY_PAUSE_S})); done; return 1; }}"),
+        ),
+        (
+            "a failure that remains terminates the instance",
+            e(f'trap \'echo "GenArt bootstrap failed at line $LINENO" >&2; sleep {FAILURE_LOG_FLUSH_S}; ')
+            + e("shutdown -h now' ERR"),
+        ),
+        ("install the agent, Python and logrotate", r"retry dnf install -y (?P<packages>[\w.\- ]+)"),
         ("write the agent config", e(f"write {CW_AGENT_CONFIG}")),
         ("agent config readable", e(f"chmod 0644 {CW_AGENT_CONFIG}")),
         (
@@ -166,7 +180,7 @@ def _bootstrap_order() -> list[tuple[str, str]]:
         ("create root-owned folders", r"install -d -m 0755 -o root -g root (?P<folders>[/\w.\- ]+)"),
         (
             "download the code object",
-            r"aws s3 cp 's3://(?P<bucket>[^/']+)/(?P<key>[^']+)' (?P<archive>/\S+)"
+            r"retry aws s3 cp 's3://(?P<bucket>[^/']+)/(?P<key>[^']+)' (?P<archive>/\S+)"
             r" --region (?P<region>\S+) --only-show-errors",
         ),
         ("remove the previous code", r"rm -rf (?P<stale>/\S+)"),
@@ -174,7 +188,7 @@ def _bootstrap_order() -> list[tuple[str, str]]:
         ("create the venv", e(f"python3.11 -m venv {VENV_DIR}")),
         (
             "install pinned wheels only",
-            e(f"{VENV_DIR}/bin/pip install --no-cache-dir --disable-pip-version-check --no-input")
+            e(f"retry {VENV_DIR}/bin/pip install --no-cache-dir --disable-pip-version-check --no-input")
             + e(" --only-binary=:all: -r ")
             + r"(?P<requirements>/\S+)",
         ),
@@ -782,3 +796,35 @@ def test_a_bot_scaled_to_zero_has_no_heartbeat_alarm() -> None:
     template = _bot_template(app)
     assert not resources_of_type(template, "AWS::CloudWatch::Alarm")
     assert not resources_of_type(template, "AWS::Logs::MetricFilter")
+
+
+def test_user_data_is_valid_bash_whose_retry_and_failure_trap_work(tmp_path: Path) -> None:
+    script = _user_data(synth_env("dev"))
+    subprocess.run(["bash", "-n"], input=script, text=True, check=True)
+    # Run the script's own retry function and trap with stand-ins for shutdown and the pauses.
+    lines = script.split("\n")
+    (retry,) = [line for line in lines if line.startswith("retry() {")]
+    (trap,) = [line for line in lines if line.startswith("trap ")]
+    probe = "\n".join(
+        [
+            "set -euo pipefail",
+            "sleep() { :; }",
+            f"shutdown() {{ echo shutdown >> {tmp_path}/calls; }}",
+            retry,
+            trap,
+            f"flaky() {{ echo try >> {tmp_path}/calls; [ $(grep -c try {tmp_path}/calls) -ge 3 ]; }}",
+            "retry flaky",
+            "echo recovered >> " + str(tmp_path / "calls"),
+            "retry false",
+            "echo unreachable >> " + str(tmp_path / "calls"),
+        ]
+    )
+    result = subprocess.run(["bash", "-c", probe], text=True, capture_output=True, check=False)
+    calls = (tmp_path / "calls").read_text().split()
+    assert calls == ["try", "try", "try", "recovered", "shutdown"], (calls, result.stderr)
+    assert result.returncode != 0 and "GenArt bootstrap failed at line" in result.stderr
+
+
+def test_a_shutdown_from_the_bootstrap_terminates_the_spot_instance() -> None:
+    data = _launch_template_data(_bot_template(synth_env("dev")))
+    assert data["InstanceInitiatedShutdownBehavior"] == "terminate"
