@@ -18,8 +18,18 @@ def test_hyperparameters_become_sorted_cli_flags() -> None:
 
 
 def test_hyperparameters_cannot_override_the_container_paths() -> None:
-    with pytest.raises(ValueError, match="'outdir' is set by the container"):
-        entry.hyperparameter_args({"outdir": "/tmp/elsewhere"})
+    with pytest.raises(ValueError, match="'checkpoint_dir' is set by the container"):
+        entry.hyperparameter_args({"checkpoint_dir": "/tmp/elsewhere"})
+    with pytest.raises(ValueError, match=r"'outdir'='/tmp/elsewhere' must lie inside /opt/ml/model"):
+        entry.path_args({}, {"outdir": "/tmp/elsewhere"})
+    with pytest.raises(ValueError, match=r"'data'='\.\./x' must lie inside"):
+        entry.path_args({}, {"data": "../x"})
+
+
+def test_seed_data_and_outdir_resolve_inside_the_sagemaker_folders() -> None:
+    args = entry.path_args({}, {"data": "faces", "outdir": '"/opt/ml/model/run1"'})
+    assert args[:4] == ["--data", "/opt/ml/input/data/train/faces", "--outdir", "/opt/ml/model/run1"]
+    assert entry.hyperparameter_args({"data": "faces", "outdir": "out", "gpus": "1"}) == ["--gpus", "1"]
 
 
 def test_paths_follow_sagemaker_layout_unless_the_toolkit_variables_say_otherwise() -> None:

@@ -170,7 +170,9 @@ def test_cli_sigterm_checkpoints_then_resumes(
     assert train.main([*args, "--kimg", str(target_kimg)]) == 0  # in-process: saves a second interpreter start
     resumed = capsys.readouterr()
     assert f"resumed from {saved}" in resumed.err  # JSON log lines on stderr, metric lines alone on stdout
-    assert re.search(r"^\[metrics\] kimg=\S+ loss_G=\S+ loss_D=\S+ r1=\S+ sec_per_kimg=\S+$", resumed.out, re.M)
+    assert re.search(
+        r"^\[metrics\] kimg=\S+ loss_G=\S+ loss_D=\S+ r1=\S+ sec_per_kimg=\S+ pl=\S+ augment_p=\S+$", resumed.out, re.M
+    )
     assert signal.getsignal(signal.SIGTERM) is handler_before, "train.main must restore signal handlers"
     final = load_state(tmp_path / "model" / "generator.pt")
     assert final["nimg"] == state["nimg"] + 8
