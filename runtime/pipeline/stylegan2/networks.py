@@ -73,18 +73,17 @@ def conv_transpose_stride2(x: torch.Tensor, weight: torch.Tensor, *, polyphase: 
     """
     if not polyphase:
         return F.conv_transpose2d(x, weight.transpose(0, 1), stride=2)
-    # (taps, zero padding before, after) per parity; conv2d correlates, so even rows use taps [2, 0].
-    even, odd = ([2, 0], 1, 1), ([1], 0, 1)
-    rows = []
-    for r_taps, top, bottom in (even, odd):
-        cols = []
-        for c_taps, left, right in (even, odd):
-            phase_weight = weight[:, :, r_taps][:, :, :, c_taps]
-            cols.append(F.conv2d(F.pad(x, [left, right, top, bottom]), phase_weight))
-        rows.append(torch.stack(cols, dim=-1))  # [N, out, H + 1, W + 1, 2]
-    t = torch.stack(rows, dim=3)  # [N, out, H + 1, 2, W + 1, 2]
-    n, c, h, _, w, _ = t.shape
-    return t.reshape(n, c, 2 * h, 2 * w)
+    # Even output rows/cols take taps [2, 0] over (x[i - 1], x[i]); odd ones tap 1 over x[i]. One zero padding
+    # serves all four phases: the odd phases start one row/column later in it (their last entry is zero).
+    xp = F.pad(x, [1, 1, 1, 1])
+    even, odd = [2, 0], [1]
+    ee = F.conv2d(xp, weight[:, :, even][:, :, :, even])
+    eo = F.conv2d(xp[:, :, :, 1:], weight[:, :, even][:, :, :, odd])
+    oe = F.conv2d(xp[:, :, 1:, :], weight[:, :, odd][:, :, :, even])
+    oo = F.conv2d(xp[:, :, 1:, 1:], weight[:, :, odd][:, :, :, odd])
+    t = torch.stack([ee, eo, oe, oo], dim=2)  # [N, out, 4, H + 1, W + 1], phase index = 2 * row parity + col parity
+    n, c, _, h, w = t.shape
+    return F.pixel_shuffle(t.reshape(n, c * 4, h, w), 2)
 
 
 def upsample_conv2d(
