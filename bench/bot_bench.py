@@ -98,15 +98,17 @@ def compare_upsample(args: argparse.Namespace, header: dict[str, Any]) -> list[d
     resolutions = [16] if args.tiny else [int(r) for r in args.resolutions.split(",")]
     rows: list[dict[str, Any]] = []
     print(
-        f"{'res':>4} {'batch':>5} {'upsample':>10} {'GMAC/img':>9} {'img/s med':>9} {'rounds img/s':>30} {'ratio':>6}"
+        f"{'res':>4} {'batch':>5} {'upsample':>10} {'GMAC/img':>9} {'img/s med':>9} {'CPU s/img':>9} "
+        f"{'rounds img/s':>30} {'ratio':>6} {'CPU ratio':>9}"
     )
     for res in resolutions:
         cfg = "tiny" if args.tiny else f"paper{res}"
         models = {v: export_generator(cfg, res, args.workdir / f"{cfg}-{res}-{v}.onnx", upsample=v) for v in variants}
         gmac = {v: synthesis_gmac(cfg, res, v) for v in variants}
         for batch in [int(b) for b in args.batches.split(",")]:
-            rates = run_pair([models[v] for v in variants], batch=batch, rounds=args.rounds, threads=args.threads)
-            rounds = dict(zip(variants, rates, strict=True))
+            measured = run_pair([models[v] for v in variants], batch=batch, rounds=args.rounds, threads=args.threads)
+            rounds = dict(zip(variants, measured["rates"], strict=True))
+            cpu = {v: statistics.median(c) for v, c in zip(variants, measured["cpu"], strict=True)}
             medians = {v: statistics.median(rounds[v]) for v in variants}
             ratio = medians["transposed"] / medians["bilinear"]
             for variant in variants:
@@ -118,18 +120,21 @@ def compare_upsample(args: argparse.Namespace, header: dict[str, Any]) -> list[d
                     "images_per_s_median": medians[variant],
                     "images_per_s_rounds": rounds[variant],
                     "ratio_vs_bilinear": round(medians[variant] / medians["bilinear"], 3),
+                    "cpu_s_per_image_median": cpu[variant],
+                    "cpu_ratio_bilinear_over_this": round(cpu["bilinear"] / cpu[variant], 3),
                 }
                 rows.append(row)
                 shown = " ".join(f"{v:.3f}" for v in rounds[variant])
-                extra = f"{ratio:>6.2f}" if variant == "transposed" else ""
+                cpu_ratio = cpu["bilinear"] / cpu["transposed"]
+                extra = f"{ratio:>6.2f} {cpu_ratio:>9.2f}" if variant == "transposed" else ""
                 line = f"{res:>4} {batch:>5} {variant:>10} {gmac[variant]:>9.2f} {medians[variant]:>9.3f}"
-                print(f"{line} {shown:>30} {extra}", flush=True)
+                print(f"{line} {cpu[variant]:>9.3f} {shown:>30} {extra}", flush=True)
     if args.json:
         args.json.write_text(json.dumps({"header": header, "rows": rows}, indent=2))
     return rows
 
 
-def pair_worker(args: argparse.Namespace) -> list[list[float]]:
+def pair_worker(args: argparse.Namespace) -> dict[str, list[list[float]]]:
     """Both models in one process, called alternately (A B, B A, ...) so load from other users hits both alike."""
     from runtime.bot.generator import FaceGenerator, SessionTuning, available_cores
     from runtime.bot.seeding import latents_for_seeds
@@ -140,24 +145,26 @@ def pair_worker(args: argparse.Namespace) -> list[list[float]]:
     for generator in generators:
         generator.generate(latents, 0.7)  # warm-up
     rates: list[list[float]] = [[] for _ in generators]
+    cpu: list[list[float]] = [[] for _ in generators]  # process CPU seconds per image (both threads): less noisy
     for index in range(args.iters):
         order = list(range(len(generators)))
         for which in order if index % 2 == 0 else order[::-1]:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             generators[which].generate(latents, 0.7)
             rates[which].append(round(args.batch / (time.perf_counter() - t0), 3))
-    return rates
+            cpu[which].append(round((time.process_time() - c0) / args.batch, 4))
+    return {"rates": rates, "cpu": cpu}
 
 
-def run_pair(models: list[Path], *, batch: int, rounds: int, threads: int) -> list[list[float]]:
-    """Images per second of each model per round, from one fresh subprocess."""
+def run_pair(models: list[Path], *, batch: int, rounds: int, threads: int) -> dict[str, list[list[float]]]:
+    """Images per second and CPU seconds per image of each model per round, from one fresh subprocess."""
     command = [sys.executable, __file__, "--worker", "--pair", ",".join(str(m) for m in models)]
     command += ["--batch", str(batch), "--iters", str(rounds), "--threads", str(threads)]
     completed = subprocess.run(command, capture_output=True, text=True, check=False, cwd=REPO)
     if completed.returncode != 0:
         raise RuntimeError(f"worker failed: {' '.join(command)}\n{completed.stderr[-2000:]}")
-    rates: list[list[float]] = json.loads(completed.stdout.strip().splitlines()[-1])
-    return rates
+    result: dict[str, list[list[float]]] = json.loads(completed.stdout.strip().splitlines()[-1])
+    return result
 
 
 def worker(args: argparse.Namespace) -> dict[str, Any]:
