@@ -111,15 +111,24 @@ def gpu_count() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
+def requested_gpus(hyperparameters: Mapping[str, Any], visible: int) -> int:
+    """GPUs to launch on: the `gpus` hyperparameter (at most the visible ones), else all visible."""
+    if "gpus" not in hyperparameters:
+        return visible
+    wanted = int(_unwrap(hyperparameters["gpus"]))
+    if wanted < 1 or (visible and wanted > visible):
+        raise ValueError(f"hyperparameter 'gpus'={wanted} but {visible} GPU(s) are visible")
+    return min(wanted, visible)
+
+
 def main() -> None:
     """Build the training command from SageMaker's config files and exec it (signals reach it directly)."""
     configure_step_logging()
     hyperparameters = read_json(CONFIG_DIR / "hyperparameters.json", {})
     resources = read_json(CONFIG_DIR / "resourceconfig.json", {"hosts": ["algo-1"], "current_host": "algo-1"})
     args = [*path_args(os.environ, hyperparameters), *hyperparameter_args(hyperparameters)]
-    command = launch_command(
-        args, gpus=gpu_count(), hosts=resources["hosts"], current_host=str(resources["current_host"])
-    )
+    gpus = requested_gpus(hyperparameters, gpu_count())
+    command = launch_command(args, gpus=gpus, hosts=resources["hosts"], current_host=str(resources["current_host"]))
     LOG.info(f"launching {shlex.join(command)}", extra={"command": command})
     for handler in logging.getLogger().handlers:
         handler.flush()

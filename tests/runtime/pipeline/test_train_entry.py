@@ -91,3 +91,11 @@ def test_main_reads_sagemaker_config_and_execs_the_command(tmp_path: Path, monke
     assert call[:4] == ["torchrun", "torchrun", "--nproc_per_node=2", "--standalone"]
     assert call[-4:] == ["--batch", "8", "--kimg", "2"]
     assert "/opt/ml/checkpoints" in call
+
+
+def test_the_gpus_hyperparameter_limits_the_launch_to_the_visible_gpus() -> None:
+    assert entry.requested_gpus({}, 4) == 4
+    assert entry.requested_gpus({"gpus": "2"}, 8) == 2
+    assert entry.requested_gpus({"gpus": "1"}, 0) == 0  # CPU-only container: plain python
+    with pytest.raises(ValueError, match="'gpus'=9 but 8 GPU"):
+        entry.requested_gpus({"gpus": "9"}, 8)
