@@ -81,9 +81,10 @@ def conv_transpose_stride2(x: torch.Tensor, weight: torch.Tensor, *, polyphase: 
     eo = F.conv2d(xp[:, :, :, 1:], weight[:, :, even][:, :, :, odd])
     oe = F.conv2d(xp[:, :, 1:, :], weight[:, :, odd][:, :, :, even])
     oo = F.conv2d(xp[:, :, 1:, 1:], weight[:, :, odd][:, :, :, odd])
-    t = torch.stack([ee, eo, oe, oo], dim=2)  # [N, out, 4, H + 1, W + 1], phase index = 2 * row parity + col parity
-    n, c, _, h, w = t.shape
-    return F.pixel_shuffle(t.reshape(n, c * 4, h, w), 2)
+    # Interleave by stacking (a Concat in ONNX; onnxruntime's DepthToSpace for pixel_shuffle measured slower).
+    t = torch.stack([torch.stack([ee, eo], dim=-1), torch.stack([oe, oo], dim=-1)], dim=3)  # [N, out, H+1, 2, W+1, 2]
+    n, c, h, _, w, _ = t.shape
+    return t.reshape(n, c, 2 * h, 2 * w)
 
 
 def upsample_conv2d(
