@@ -187,7 +187,15 @@ def test_metric_definitions_come_from_the_training_code_and_parse_its_lines(spot
     assert rendered == METRIC_DEFINITIONS
     line = format_metrics(kimg=12.5, loss_g=1.25, loss_d=0.5, r1=0.03, sec_per_kimg=4.0)
     found = {m["Name"]: float(re.search(m["Regex"], line).group(1)) for m in rendered}  # type: ignore[union-attr]
-    assert found == {"kimg": 12.5, "loss_G": 1.25, "loss_D": 0.5, "r1": 0.03, "sec_per_kimg": 4.0}
+    assert found == {
+        "kimg": 12.5,
+        "loss_G": 1.25,
+        "loss_D": 0.5,
+        "r1": 0.03,
+        "sec_per_kimg": 4.0,
+        "pl": 0.0,
+        "augment_p": 0.0,
+    }
 
 
 def test_hyperparameters_are_string_parameters_the_train_cli_accepts(spot: dict[str, Any]) -> None:

@@ -26,11 +26,21 @@ CHECKPOINT_DIR = Path("/opt/ml/checkpoints")
 TRAIN_CHANNEL = "train"
 MASTER_PORT = 29500
 # Flags this entry point sets from SageMaker's layout; a hyperparameter may not override them.
-RESERVED_FLAGS = ("data", "outdir", "checkpoint-dir")
+RESERVED_FLAGS = ("checkpoint-dir",)
+# The seed's `data` and `outdir` hyperparameters: honoured when they point inside the channel / model folder
+# (relative paths are taken relative to it), since SageMaker only downloads to and uploads from there.
+PATH_FLAGS = ("data", "outdir")
+
+
+def _unwrap(value: Any) -> str:
+    """Some SDKs JSON-encode string values ('"paper256"'); unwrap them."""
+    if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
+        value = json.loads(value)
+    return str(value)
 
 
 def hyperparameter_args(hyperparameters: Mapping[str, Any]) -> list[str]:
-    """`--name value` pairs in a stable order; SDK-internal `sagemaker_*` keys are dropped."""
+    """`--name value` pairs in a stable order; SDK-internal `sagemaker_*` keys and the path keys are dropped."""
     args: list[str] = []
     for name in sorted(hyperparameters):
         if name.startswith("sagemaker_"):
@@ -38,19 +48,28 @@ def hyperparameter_args(hyperparameters: Mapping[str, Any]) -> list[str]:
         flag = name.replace("_", "-")
         if flag in RESERVED_FLAGS:
             raise ValueError(f"hyperparameter {name!r} is set by the container from SageMaker's paths")
-        value = hyperparameters[name]
-        # Some SDKs JSON-encode string values ('"paper256"'); unwrap them.
-        if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
-            value = json.loads(value)
-        args += [f"--{flag}", str(value)]
+        if flag in PATH_FLAGS:
+            continue
+        args += [f"--{flag}", _unwrap(hyperparameters[name])]
     return args
 
 
-def path_args(environ: Mapping[str, str]) -> list[str]:
+def _inside(name: str, value: str, base: Path) -> str:
+    path = Path(value) if Path(value).is_absolute() else base / value
+    resolved = Path(os.path.normpath(path))
+    if resolved != base and base not in resolved.parents:
+        raise ValueError(f"hyperparameter {name!r}={value!r} must lie inside {base} (SageMaker's folder for it)")
+    return str(resolved)
+
+
+def path_args(environ: Mapping[str, str], hyperparameters: Mapping[str, Any] | None = None) -> list[str]:
     """Explicit data, model and checkpoint paths (BYO containers get no SM_* variables from the platform)."""
-    data = environ.get("SM_CHANNEL_TRAIN", str(DATA_DIR / TRAIN_CHANNEL))
-    outdir = environ.get("SM_MODEL_DIR", str(MODEL_DIR))
-    return ["--data", data, "--outdir", outdir, "--checkpoint-dir", str(CHECKPOINT_DIR)]
+    data = Path(environ.get("SM_CHANNEL_TRAIN", str(DATA_DIR / TRAIN_CHANNEL)))
+    outdir = Path(environ.get("SM_MODEL_DIR", str(MODEL_DIR)))
+    given = {k.replace("_", "-"): _unwrap(v) for k, v in (hyperparameters or {}).items()}
+    data_arg = _inside("data", given["data"], data) if "data" in given else str(data)
+    outdir_arg = _inside("outdir", given["outdir"], outdir) if "outdir" in given else str(outdir)
+    return ["--data", data_arg, "--outdir", outdir_arg, "--checkpoint-dir", str(CHECKPOINT_DIR)]
 
 
 def launch_command(
@@ -92,15 +111,24 @@ def gpu_count() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
+def requested_gpus(hyperparameters: Mapping[str, Any], visible: int) -> int:
+    """GPUs to launch on: the `gpus` hyperparameter (at most the visible ones), else all visible."""
+    if "gpus" not in hyperparameters:
+        return visible
+    wanted = int(_unwrap(hyperparameters["gpus"]))
+    if wanted < 1 or (visible and wanted > visible):
+        raise ValueError(f"hyperparameter 'gpus'={wanted} but {visible} GPU(s) are visible")
+    return min(wanted, visible)
+
+
 def main() -> None:
     """Build the training command from SageMaker's config files and exec it (signals reach it directly)."""
     configure_step_logging()
     hyperparameters = read_json(CONFIG_DIR / "hyperparameters.json", {})
     resources = read_json(CONFIG_DIR / "resourceconfig.json", {"hosts": ["algo-1"], "current_host": "algo-1"})
-    args = [*path_args(os.environ), *hyperparameter_args(hyperparameters)]
-    command = launch_command(
-        args, gpus=gpu_count(), hosts=resources["hosts"], current_host=str(resources["current_host"])
-    )
+    args = [*path_args(os.environ, hyperparameters), *hyperparameter_args(hyperparameters)]
+    gpus = requested_gpus(hyperparameters, gpu_count())
+    command = launch_command(args, gpus=gpus, hosts=resources["hosts"], current_host=str(resources["current_host"]))
     LOG.info(f"launching {shlex.join(command)}", extra={"command": command})
     for handler in logging.getLogger().handlers:
         handler.flush()

@@ -14,6 +14,9 @@ import torch
 from .config import ModelConfig
 from .networks import Generator
 
+# Format 2: transposed-conv up-sampling and blur-then-stride-2 down-sampling (StyleGAN2's operators). Format 1
+# files (bilinear up-sampling, blur-decimate-then-conv down-sampling) still load as generators, on the legacy path.
+CHECKPOINT_FORMAT = 2
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)\.pt$")
 GENERATOR_FILE = "generator.pt"
 
@@ -87,7 +90,10 @@ def load_generator(source: Path) -> tuple[Generator, dict[str, Any]]:
     with tempfile.TemporaryDirectory() as workdir:
         path = resolve_model_file(Path(source), Path(workdir))
         state = load_state(path)
-    cfg = ModelConfig.from_dict(dict(state["model_config"]))
+    config = dict(state["model_config"])
+    if int(state.get("format", 1)) < CHECKPOINT_FORMAT:
+        config["upsample"] = "bilinear"  # trained with the legacy up-sampling: render it the way it was trained
+    cfg = ModelConfig.from_dict(config)
     generator = Generator(cfg)
     generator.load_state_dict(state["G_ema"])
     info = {"kimg": float(state.get("nimg", 0)) / 1000.0, "model_config": cfg.to_dict(), "file": str(path)}

@@ -52,7 +52,11 @@ def average_gradients(params: Iterable[torch.nn.Parameter], env: DistEnv) -> Non
     create_graph=True, and it would also trip on the requires_grad toggling between G and D phases.
     """
     grads = [p.grad for p in params if p.grad is not None]
-    if env.world_size == 1 or not grads:
+    if not grads:
+        return
+    if env.world_size == 1:  # the NaN/Inf guard holds on one GPU (and the CPU) too
+        for grad in grads:
+            torch.nan_to_num_(grad, nan=0.0, posinf=1e5, neginf=-1e5)
         return
     flat = torch.cat([g.flatten() for g in grads])
     dist.all_reduce(flat)

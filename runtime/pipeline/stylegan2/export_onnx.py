@@ -68,6 +68,7 @@ def export_generator(generator: Generator, path: Path, *, kimg: float, opset: in
         )
     model = onnx.load(str(path))
     cfg = generator.cfg
+    fix_output_dims(model, channels=3, resolution=cfg.resolution)
     onnx.helper.set_model_props(
         model,
         {
@@ -83,6 +84,17 @@ def export_generator(generator: Generator, path: Path, *, kimg: float, opset: in
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return path
+
+
+def fix_output_dims(model: onnx.ModelProto, *, channels: int, resolution: int) -> None:
+    """Pin the output to [batch, channels, R, R]: the tracer leaves H and W symbolic, the contract fixes them."""
+    (output,) = model.graph.output
+    dims = output.type.tensor_type.shape.dim
+    while len(dims) < 4:
+        dims.add()
+    for dim, value in zip(list(dims)[1:], (channels, resolution, resolution), strict=True):
+        dim.ClearField("dim_param")
+        dim.dim_value = value
 
 
 def verify_onnx(

@@ -21,27 +21,89 @@ def lrelu(x: torch.Tensor) -> torch.Tensor:
     return F.leaky_relu(x, 0.2) * SQRT2
 
 
-def upsample2x(x: torch.Tensor) -> torch.Tensor:
-    """2x bilinear upsampling, which is the separable [1, 3, 3, 1] FIR filter used by StyleGAN2."""
-    return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+def fp32_affine(layer: nn.Module, w: torch.Tensor) -> torch.Tensor:
+    """Run a mapping/affine layer in float32 even under autocast (lr multiplier 0.01 weights lose bits in bf16)."""
+    if not torch.is_autocast_enabled(w.device.type):
+        out: torch.Tensor = layer(w)
+        return out
+    with torch.autocast(device_type=w.device.type, enabled=False):
+        out = layer(w.float())
+    return out
 
 
-class Downsample2x(nn.Module):
-    """Anti-aliased 2x downsampling: blur with the [1, 3, 3, 1] filter, keep every other pixel."""
+def fir_kernel() -> torch.Tensor:
+    """The 4x4 blur: outer product of [1, 3, 3, 1] with itself, normalized to sum 1."""
+    taps = torch.tensor([1.0, 3.0, 3.0, 1.0])
+    kernel = torch.outer(taps, taps)
+    return kernel / kernel.sum()
 
-    kernel: torch.Tensor
 
-    def __init__(self) -> None:
-        super().__init__()
-        taps = torch.tensor([1.0, 3.0, 3.0, 1.0])
-        kernel = torch.outer(taps, taps)
-        self.register_buffer("kernel", (kernel / kernel.sum())[None, None], persistent=False)
+def upfirdn2d(
+    x: torch.Tensor,
+    kernel: torch.Tensor,
+    *,
+    up: int = 1,
+    down: int = 1,
+    pad: tuple[int, int, int, int] = (0, 0, 0, 0),
+    gain: float = 1.0,
+    channels: int | None = None,
+) -> torch.Tensor:
+    """Zero-insert up-sampling, zero padding (x0, x1, y0, y1), convolution with kernel * gain, decimation.
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Halve height and width."""
-        channels = x.shape[1]
-        kernel = self.kernel.to(x.dtype).expand(channels, 1, 4, 4)
-        return F.conv2d(x, kernel, stride=2, padding=1, groups=channels)
+    Pass channels (a Python int) when tracing for ONNX, so the depthwise weight has a static shape.
+    """
+    n, c, h, w = x.shape
+    c = c if channels is None else channels
+    if up > 1:
+        x = F.pad(x.reshape(n, c, h, 1, w, 1), [0, up - 1, 0, 0, 0, up - 1]).reshape(n, c, h * up, w * up)
+    if any(pad):
+        x = F.pad(x, list(pad))
+    # conv2d correlates; flipping the kernel makes it a true convolution (the [1, 3, 3, 1] blur is symmetric anyway).
+    weight = (kernel * gain).flip([0, 1]).to(device=x.device, dtype=x.dtype)
+    weight = weight[None, None].expand(c, 1, *kernel.shape)
+    return F.conv2d(x, weight, stride=down, groups=c)
+
+
+def conv_transpose_stride2(x: torch.Tensor, weight: torch.Tensor, *, polyphase: bool = False) -> torch.Tensor:
+    """Stride-2 transposed conv of a [out, in, 3, 3] weight: T[p] = sum_a x[a] * w[p - 2a] per axis, size 2H + 1.
+
+    polyphase=True computes the same sums as four small convolutions at the input resolution (even output rows
+    take taps 0 and 2, odd rows tap 1) and interleaves them; onnxruntime's ConvTranspose spends most of its time
+    in a single-threaded col2im, so the export uses this form. It returns 2H + 2 rows and columns, the last ones zero.
+    """
+    if not polyphase:
+        return F.conv_transpose2d(x, weight.transpose(0, 1), stride=2)
+    # Even output rows/cols take taps [2, 0] over (x[i - 1], x[i]); odd ones tap 1 over x[i]. One zero padding
+    # serves all four phases: the odd phases start one row/column later in it (their last entry is zero).
+    xp = F.pad(x, [1, 1, 1, 1])
+    even, odd = [2, 0], [1]
+    ee = F.conv2d(xp, weight[:, :, even][:, :, :, even])
+    eo = F.conv2d(xp[:, :, :, 1:], weight[:, :, even][:, :, :, odd])
+    oe = F.conv2d(xp[:, :, 1:, :], weight[:, :, odd][:, :, :, even])
+    oo = F.conv2d(xp[:, :, 1:, 1:], weight[:, :, odd][:, :, :, odd])
+    # Interleave by stacking (a Concat in ONNX; onnxruntime's DepthToSpace for pixel_shuffle measured slower).
+    t = torch.stack([torch.stack([ee, eo], dim=-1), torch.stack([oe, oo], dim=-1)], dim=3)  # [N, out, H+1, 2, W+1, 2]
+    n, c, h, _, w, _ = t.shape
+    return t.reshape(n, c, 2 * h, 2 * w)
+
+
+def upsample_conv2d(
+    x: torch.Tensor, weight: torch.Tensor, kernel: torch.Tensor, *, polyphase: bool = False
+) -> torch.Tensor:
+    """StyleGAN2's up-sampling 3x3 conv: stride-2 transposed conv [.., 2H + 1], then blur (gain 4, zero pad 1) to 2H."""
+    channels = int(weight.shape[0])
+    if polyphase:  # its extra last row and column are zero, so they stand in for the blur's trailing padding
+        return upfirdn2d(
+            conv_transpose_stride2(x, weight, polyphase=True), kernel, pad=(1, 0, 1, 0), gain=4.0, channels=channels
+        )
+    return upfirdn2d(conv_transpose_stride2(x, weight), kernel, pad=(1, 1, 1, 1), gain=4.0, channels=channels)
+
+
+def upsample2x(x: torch.Tensor, kernel: torch.Tensor | None) -> torch.Tensor:
+    """2x up-sampling of the skip image: zero insertion + blur (gain 4, pad 2/1); kernel None is legacy bilinear."""
+    if kernel is None:
+        return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+    return upfirdn2d(x, kernel, up=2, pad=(2, 1, 2, 1), gain=4.0, channels=3)
 
 
 class EqualLinear(nn.Module):
@@ -70,7 +132,13 @@ class EqualLinear(nn.Module):
 
 
 class EqualConv2d(nn.Module):
-    """Convolution with equalized learning rate, optional 2x downsampling before it, optional activation."""
+    """Convolution with equalized learning rate, optional 2x down-sampling, optional activation.
+
+    Down-sampling follows StyleGAN2: a 3x3 conv blurs at full resolution (zero pad 2) and then convolves with
+    stride 2; a 1x1 conv blurs (zero pad 1) and keeps every other pixel, then convolves.
+    """
+
+    kernel: torch.Tensor
 
     def __init__(
         self,
@@ -88,18 +156,31 @@ class EqualConv2d(nn.Module):
         self.weight_gain = 1.0 / math.sqrt(in_channels * kernel_size * kernel_size)
         self.padding = kernel_size // 2
         self.activation = activation
-        self.down = Downsample2x() if down else None
+        self.down = down
+        self.register_buffer("kernel", fir_kernel(), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Downsample (if configured), convolve, add bias, activate."""
-        if self.down is not None:
-            x = self.down(x)
-        x = F.conv2d(x, self.weight * self.weight_gain, self.bias, padding=self.padding)
+        """Down-sample (if configured) and convolve, add bias, activate."""
+        weight = self.weight * self.weight_gain
+        if not self.down:
+            x = F.conv2d(x, weight, self.bias, padding=self.padding)
+        elif self.weight.shape[-1] == 1:
+            x = F.conv2d(upfirdn2d(x, self.kernel, down=2, pad=(1, 1, 1, 1)), weight, self.bias)
+        else:
+            p = self.padding + 1  # conv2d_resample pads (4 - 2 + 1) // 2 = 1 more on each side for down=2
+            x = F.conv2d(upfirdn2d(x, self.kernel, pad=(p, p, p, p)), weight, self.bias, stride=2)
         return lrelu(x) if self.activation else x
 
 
 class ModulatedConv2d(nn.Module):
-    """Convolution whose input channels are scaled per sample by a style, then demodulated to unit variance."""
+    """Convolution whose input channels are scaled per sample by a style, then demodulated to unit variance.
+
+    With upsample_mode "transposed" the up-sampling 3x3 conv is StyleGAN2's: a stride-2 transposed conv of the
+    [out, in, 3, 3] weight (transposed to [in, out, 3, 3], not flipped), then the 4x4 blur with gain 4 and zero
+    padding 1. "bilinear" is the legacy path (bilinear 2x, then the conv at the high resolution: 4x the MACs).
+    """
+
+    kernel: torch.Tensor | None
 
     def __init__(
         self,
@@ -110,6 +191,7 @@ class ModulatedConv2d(nn.Module):
         kernel_size: int,
         demodulate: bool = True,
         upsample: bool = False,
+        upsample_mode: str = "transposed",
     ) -> None:
         super().__init__()
         self.affine = EqualLinear(w_dim, in_channels, bias_init=1.0)
@@ -118,18 +200,25 @@ class ModulatedConv2d(nn.Module):
         self.padding = kernel_size // 2
         self.demodulate = demodulate
         self.upsample = upsample
+        if upsample and kernel_size != 3:
+            raise ValueError("only 3x3 up-sampling convolutions are supported")
+        self.register_buffer("kernel", fir_kernel() if upsample_mode == "transposed" else None, persistent=False)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         """Modulate by the style from w [N, w_dim], convolve with shared weights, demodulate per output channel."""
-        styles = self.affine(w)
+        styles = fp32_affine(self.affine, w)
         weight = self.weight * self.weight_gain
         # Scaling activations instead of weights keeps one shared weight tensor (a plain conv), which
         # is faster than grouped per-sample convolutions and exports cleanly to ONNX. Scaling commutes
         # with the (linear) upsampling, so it happens first, at the lower resolution.
         x = x * styles.to(x.dtype)[:, :, None, None]
-        if self.upsample:
-            x = upsample2x(x)
-        x = F.conv2d(x, weight, padding=self.padding)  # autocast (if on) casts both operands
+        if self.upsample and self.kernel is not None:
+            # ONNX export: the same sums in the form onnxruntime runs faster (see conv_transpose_stride2).
+            x = upsample_conv2d(x, weight, self.kernel, polyphase=torch.onnx.is_in_onnx_export())
+        elif self.upsample:
+            x = F.conv2d(upsample2x(x, None), weight, padding=self.padding)
+        else:
+            x = F.conv2d(x, weight, padding=self.padding)  # autocast (if on) casts both operands
         if self.demodulate:
             # sum_{i,k} (w[o,i,k] * s[n,i])^2 == s^2 @ (sum_k w^2)^T
             dcoefs = (styles.float().square() @ weight.square().sum(dim=(2, 3)).T + 1e-8).rsqrt()
@@ -142,10 +231,24 @@ class SynthesisLayer(nn.Module):
 
     noise_const: torch.Tensor
 
-    def __init__(self, *, in_channels: int, out_channels: int, w_dim: int, resolution: int, upsample: bool) -> None:
+    def __init__(
+        self,
+        *,
+        in_channels: int,
+        out_channels: int,
+        w_dim: int,
+        resolution: int,
+        upsample: bool,
+        upsample_mode: str = "transposed",
+    ) -> None:
         super().__init__()
         self.conv = ModulatedConv2d(
-            in_channels=in_channels, out_channels=out_channels, w_dim=w_dim, kernel_size=3, upsample=upsample
+            in_channels=in_channels,
+            out_channels=out_channels,
+            w_dim=w_dim,
+            kernel_size=3,
+            upsample=upsample,
+            upsample_mode=upsample_mode,
         )
         self.noise_strength = nn.Parameter(torch.zeros([]))
         self.register_buffer("noise_const", torch.randn(1, 1, resolution, resolution))
@@ -182,14 +285,23 @@ class ToRGB(nn.Module):
 class SynthesisBlock(nn.Module):
     """One resolution of the skip generator: (constant or upsampling conv), conv, toRGB added to the upsampled image."""
 
-    def __init__(self, *, in_channels: int, out_channels: int, w_dim: int, resolution: int) -> None:
+    kernel: torch.Tensor | None
+
+    def __init__(
+        self, *, in_channels: int, out_channels: int, w_dim: int, resolution: int, upsample_mode: str = "transposed"
+    ) -> None:
         super().__init__()
         self.const = nn.Parameter(torch.randn(out_channels, 4, 4)) if resolution == 4 else None
         self.conv0 = (
             None
             if resolution == 4
             else SynthesisLayer(
-                in_channels=in_channels, out_channels=out_channels, w_dim=w_dim, resolution=resolution, upsample=True
+                in_channels=in_channels,
+                out_channels=out_channels,
+                w_dim=w_dim,
+                resolution=resolution,
+                upsample=True,
+                upsample_mode=upsample_mode,
             )
         )
         self.conv1 = SynthesisLayer(
@@ -197,6 +309,7 @@ class SynthesisBlock(nn.Module):
         )
         self.torgb = ToRGB(in_channels=out_channels, w_dim=w_dim)
         self.num_ws = 2 if resolution == 4 else 3
+        self.register_buffer("kernel", fir_kernel() if upsample_mode == "transposed" else None, persistent=False)
 
     def forward(
         self, x: torch.Tensor | None, img: torch.Tensor | None, ws: torch.Tensor, noise_mode: NoiseMode
@@ -210,7 +323,7 @@ class SynthesisBlock(nn.Module):
             x = self.conv0(x, ws[:, 0], noise_mode)
         x = self.conv1(x, ws[:, self.num_ws - 2], noise_mode)
         rgb = self.torgb(x, ws[:, self.num_ws - 1])
-        img = rgb if img is None else upsample2x(img) + rgb
+        img = rgb if img is None else upsample2x(img, self.kernel) + rgb
         return x, img
 
 
@@ -226,6 +339,7 @@ class SynthesisNetwork(nn.Module):
                 out_channels=cfg.channels(res),
                 w_dim=cfg.w_dim,
                 resolution=res,
+                upsample_mode=cfg.upsample,
             )
             for res in resolutions
         )
@@ -261,7 +375,7 @@ class MappingNetwork(nn.Module):
     def forward(self, z: torch.Tensor, *, update_w_avg: bool = False) -> torch.Tensor:
         """Map z [N, z_dim] to w [N, w_dim]."""
         x = z * (z.square().mean(dim=1, keepdim=True) + 1e-8).rsqrt()
-        w: torch.Tensor = self.layers(x)
+        w = fp32_affine(self.layers, x)
         if update_w_avg:
             with torch.no_grad():
                 self.w_avg.copy_(w.detach().float().mean(dim=0).lerp(self.w_avg, self.w_avg_beta))

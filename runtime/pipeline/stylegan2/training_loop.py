@@ -1,4 +1,4 @@
-"""The StyleGAN2 training loop: G/D steps, lazy R1, generator EMA, ticks, snapshots and exact resume."""
+"""The StyleGAN2 training loop: G/D steps, lazy R1 and path-length regularization, ADA, EMA, snapshots, exact resume."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ from typing import Any
 import torch
 
 from . import checkpoint
-from .augment import diff_augment
-from .config import ModelConfig, preset
+from .augment import ada_adjust, ada_augment, diff_augment
+from .config import TRAINING_PRESETS, ModelConfig, preset
 from .dataset import ImageDataset
 from .distributed import DistEnv, any_rank, average_, average_gradients, check_in_sync, gather
-from .loss import discriminator_loss, generator_loss, r1_penalty
+from .loss import discriminator_loss, generator_loss, path_length_penalty, r1_penalty
 from .metrics import format_metrics
 from .networks import Discriminator, Generator
 
@@ -33,23 +33,33 @@ class TrainOptions:
     outdir: Path
     checkpoint_dir: Path
     kimg: float = 1000.0
-    batch: int = 32
-    gamma: float = 1.0
+    batch: int | None = None  # None: the preset's (64 for paper256/paper512)
+    gamma: float | None = None  # None: the preset's R1 weight (paper256 1, paper512 0.5)
     lr: float = 0.0025
     resolution: int = 256
     mirror: bool = False
     snapshot_kimg: float = 50.0
     seed: int = 0
     cfg: str = "paper256"
-    augment: bool = True
+    augment: bool = True  # False turns every augmentation off (same as augpipe noaug)
+    augpipe: str = "bgc"  # bg, bgc (ADA pipelines), noaug, or diffaugment (always on)
+    aug: str = "ada"  # ada: p adapts to D's overfitting; fixed: p stays at augment_p; noaug
+    augment_p: float = 0.0  # initial (ada) or fixed p
+    ada_target: float = 0.6
+    ada_interval: int = 4
+    ada_kimg: float = 500.0  # p can go from 0 to 1 in this many thousand images
     compile: bool = False
     bf16: bool = False
     channels_last: bool = False
     tick_kimg: float = 4.0
     r1_interval: int = 16
+    pl_weight: float = 2.0
+    pl_interval: int = 4
+    pl_decay: float = 0.01
+    pl_batch_shrink: int = 2
     mixing_prob: float = 0.9
-    ema_kimg: float | None = None  # None: batch * 10 / 32 as in StyleGAN2-ADA
-    ema_rampup: float = 0.05
+    ema_kimg: float | None = None  # None: the preset's (paper: 20; tiny/small: batch * 10 / 32)
+    ema_rampup: float | None = None  # None: the preset's (paper: 0, no ramp-up; tiny/small: 0.05)
     keep_checkpoints: int = 2
 
     def to_dict(self) -> dict[str, Any]:
@@ -86,9 +96,18 @@ class Trainer:
         self.opts = options
         self.env = env or DistEnv()
         device = self.env.device
-        if options.batch % self.env.world_size:
-            raise ValueError(f"--batch {options.batch} must be divisible by the {self.env.world_size} GPUs")
-        self.batch_gpu = options.batch // self.env.world_size
+        if options.cfg not in TRAINING_PRESETS:
+            raise ValueError(f"unknown cfg {options.cfg!r}; choose from {sorted(TRAINING_PRESETS)}")
+        defaults = TRAINING_PRESETS[options.cfg]
+        self.batch = defaults.batch if options.batch is None else options.batch
+        self.gamma = defaults.gamma if options.gamma is None else options.gamma
+        self.ema_kimg = options.ema_kimg if options.ema_kimg is not None else defaults.ema_kimg
+        self.ema_rampup = options.ema_rampup if options.ema_rampup is not None else defaults.ema_rampup
+        if self.batch % self.env.world_size:
+            raise ValueError(f"--batch {self.batch} must be divisible by the {self.env.world_size} GPUs")
+        self.batch_gpu = self.batch // self.env.world_size
+        self.augpipe = "noaug" if not options.augment or options.aug == "noaug" else options.augpipe
+        self.ada = options.aug == "ada" and self.augpipe in ("bg", "bgc")
         self.dataset = ImageDataset(options.data)
         if self.dataset.resolution != options.resolution:
             raise ValueError(
@@ -105,9 +124,13 @@ class Trainer:
         if options.channels_last:
             for module in (self.G, self.D, self.G_ema):
                 module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        adam = {"lr": options.lr, "betas": (0.0, 0.99), "eps": 1e-8}
-        self.opt_G = torch.optim.Adam(self.G.parameters(), **adam, fused=device.type == "cuda")  # type: ignore[arg-type]
-        self.opt_D = torch.optim.Adam(self.D.parameters(), **adam, fused=device.type == "cuda")  # type: ignore[arg-type]
+        # Lazy regularization: a regularizer applied every k steps gets its own optimizer step, so the main
+        # steps run at lr * k / (k + 1) and betas ** (k / (k + 1)) (StyleGAN2, appendix B).
+        self.opt_G = self._adam(self.G, interval=options.pl_interval if options.pl_weight > 0 else 0)
+        self.opt_D = self._adam(self.D, interval=options.r1_interval if self.gamma > 0 else 0)
+        self.pl_mean = torch.zeros((), device=device)
+        self.augment_p = options.augment_p if self.augpipe in ("bg", "bgc") else 0.0
+        self.ada_signs = torch.zeros(2, device=device)  # sum of sign(D(real)) and count since the last adjustment
 
         # Each rank draws its own latents, augmentations and data indices from here on.
         torch.manual_seed(options.seed * 1009 + self.env.rank + 1)
@@ -124,6 +147,12 @@ class Trainer:
             self.synthesis_main = torch.compile(self.G.synthesis)
             self.D_main = torch.compile(self.D)
 
+    def _adam(self, module: torch.nn.Module, *, interval: int) -> torch.optim.Adam:
+        ratio = interval / (interval + 1) if interval > 0 else 1.0
+        lr, betas = self.opts.lr * ratio, (0.0**ratio, 0.99**ratio)
+        fused = self.env.device.type == "cuda"
+        return torch.optim.Adam(module.parameters(), lr=lr, betas=betas, eps=1e-8, fused=fused)
+
     # ----------------------------------------------------------------- state
     def _rng_state(self) -> dict[str, Any]:
         state: dict[str, Any] = {"torch": torch.get_rng_state(), "data": self.data_rng.get_state()}
@@ -134,7 +163,7 @@ class Trainer:
     def state_dict(self) -> dict[str, Any]:
         """Full training state; a collective call under torchrun (gathers every rank's RNG state)."""
         return {
-            "format": 1,
+            "format": checkpoint.CHECKPOINT_FORMAT,
             "model_config": self.cfg.to_dict(),
             "options": self.opts.to_dict(),
             "step": self.step,
@@ -144,11 +173,20 @@ class Trainer:
             "G_ema": self.G_ema.state_dict(),
             "opt_G": self.opt_G.state_dict(),
             "opt_D": self.opt_D.state_dict(),
+            "pl_mean": self.pl_mean.detach().cpu().clone(),
+            "augment_p": self.augment_p,
+            "ada_signs": self.ada_signs.detach().cpu().clone(),
             "rng": gather(self._rng_state(), self.env),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore everything state_dict saved; RNG streams too when the world size matches."""
+        if int(state.get("format", 1)) != checkpoint.CHECKPOINT_FORMAT:
+            raise ValueError(
+                f"checkpoint format {state.get('format', 1)} predates the StyleGAN2 resampling operators and "
+                f"path-length/ADA state (format {checkpoint.CHECKPOINT_FORMAT}); its discriminator cannot be resumed. "
+                "Use a fresh --checkpoint-dir (generate.py still renders its generator)"
+            )
         if dict(state["model_config"]) != self.cfg.to_dict():
             raise ValueError(
                 f"checkpoint model config {state['model_config']} differs from --cfg {self.opts.cfg} "
@@ -159,6 +197,9 @@ class Trainer:
         self.G_ema.load_state_dict(state["G_ema"])
         self.opt_G.load_state_dict(state["opt_G"])
         self.opt_D.load_state_dict(state["opt_D"])
+        self.pl_mean.copy_(state["pl_mean"])
+        self.augment_p = float(state["augment_p"])
+        self.ada_signs.copy_(state["ada_signs"])
         self.step = int(state["step"])
         self.nimg = int(state["nimg"])
         rng = state["rng"]
@@ -206,7 +247,7 @@ class Trainer:
         self.opts.outdir.mkdir(parents=True, exist_ok=True)
         path = self.opts.outdir / checkpoint.GENERATOR_FILE
         generator_state = {
-            "format": 1,
+            "format": checkpoint.CHECKPOINT_FORMAT,
             "model_config": self.cfg.to_dict(),
             "nimg": self.nimg,
             "G_ema": {k: v.contiguous() for k, v in self.G_ema.state_dict().items()},
@@ -229,7 +270,15 @@ class Trainer:
         self.stop_requested = True
 
     def _augment(self, images: torch.Tensor) -> torch.Tensor:
-        return diff_augment(images) if self.opts.augment else images
+        if self.augpipe == "diffaugment":
+            return diff_augment(images)
+        if self.augpipe == "noaug" or self.augment_p <= 0:
+            return images
+        return ada_augment(images, pipe=self.augpipe, p=self.augment_p)
+
+    def run_D(self, images: torch.Tensor, *, eager: bool = False) -> torch.Tensor:
+        """D's logits for images, augmented inside the call (so R1's gradient is taken at the un-augmented reals)."""
+        return (self.D if eager else self.D_main)(self._augment(images))
 
     def _next_reals(self) -> torch.Tensor:
         images = self.dataset.sample(self.batch_gpu, generator=self.data_rng, mirror=self.opts.mirror)
@@ -241,55 +290,90 @@ class Trainer:
     def _autocast(self) -> torch.autocast:
         return torch.autocast(device_type=self.env.device.type, dtype=torch.bfloat16, enabled=self.use_bf16)
 
-    def train_step(self) -> dict[str, torch.Tensor]:
-        """One generator step then one discriminator step (with R1 every r1_interval steps); returns the losses."""
-        opts, device = self.opts, self.env.device
-        z_dim = self.cfg.z_dim
+    def _optimize(self, optimizer: torch.optim.Adam, module: torch.nn.Module, loss: torch.Tensor) -> None:
+        """Backward, all-reduce with the NaN/Inf guard (on every path, one GPU included), step."""
+        optimizer.zero_grad(set_to_none=True)
+        torch.autograd.backward(loss)
+        average_gradients(module.parameters(), self.env)
+        optimizer.step()
 
-        # Generator: non-saturating loss through a frozen discriminator.
+    def _latents(self, count: int) -> torch.Tensor:
+        return torch.randn(count, self.cfg.z_dim, device=self.env.device)
+
+    def train_step(self) -> dict[str, torch.Tensor]:
+        """G main, G path-length (every pl_interval), D main, D R1 (every r1_interval), ADA update; returns losses."""
+        opts = self.opts
+        do_pl = opts.pl_weight > 0 and self.step % opts.pl_interval == 0
+        do_r1 = self.gamma > 0 and self.step % opts.r1_interval == 0
+        losses: dict[str, torch.Tensor] = {}
+
+        # G main: non-saturating loss through a frozen discriminator.
         self.D.requires_grad_(False)
         with self._autocast():
-            ws = self.G.styles(
-                torch.randn(self.batch_gpu, z_dim, device=device), mixing_prob=opts.mixing_prob, update_w_avg=True
-            )
-            loss_g = generator_loss(self.D_main(self._augment(self.synthesis_main(ws))))
-        self.opt_G.zero_grad(set_to_none=True)
-        torch.autograd.backward(loss_g)
-        average_gradients(self.G.parameters(), self.env)
-        self.opt_G.step()
+            ws = self.G.styles(self._latents(self.batch_gpu), mixing_prob=opts.mixing_prob, update_w_avg=True)
+            loss_g = generator_loss(self.run_D(self.synthesis_main(ws)))
+        self._optimize(self.opt_G, self.G, loss_g)
         average_(self.G.mapping.w_avg, self.env)
+        losses["loss_G"] = loss_g.detach()
+
+        # G reg: path-length regularization on a smaller batch (eager: it needs a double backward).
+        if do_pl:
+            with self._autocast():
+                count = max(1, self.batch_gpu // opts.pl_batch_shrink)
+                ws = self.G.styles(self._latents(count), mixing_prob=opts.mixing_prob)
+                penalty, new_mean = path_length_penalty(self.G.synthesis(ws), ws, self.pl_mean, decay=opts.pl_decay)
+            self.pl_mean.copy_(new_mean)
+            average_(self.pl_mean, self.env)
+            self._optimize(self.opt_G, self.G, penalty.mean() * (opts.pl_weight * opts.pl_interval))
+            losses["pl"] = penalty.mean().detach()
         self.D.requires_grad_(True)
 
-        # Discriminator: logistic loss; lazy R1 on the images D actually sees, scaled by the interval.
-        do_r1 = opts.gamma > 0 and self.step % opts.r1_interval == 0
+        # D main: logistic loss on augmented fakes and reals.
         with torch.no_grad(), self._autocast():
-            ws = self.G.styles(torch.randn(self.batch_gpu, z_dim, device=device), mixing_prob=opts.mixing_prob)
-            fakes = self.synthesis_main(ws)
+            fakes = self.synthesis_main(self.G.styles(self._latents(self.batch_gpu), mixing_prob=opts.mixing_prob))
+        reals = self._next_reals()
         with self._autocast():
-            real_in = self._augment(self._next_reals()).detach().requires_grad_(do_r1)
-            fake_logits = self.D_main(self._augment(fakes))
-            real_logits = (self.D if do_r1 else self.D_main)(real_in)
-            loss_d = discriminator_loss(real_logits, fake_logits)
-            r1 = r1_penalty(real_in, real_logits) if do_r1 else torch.zeros((), device=device)
-        total = loss_d + r1 * (opts.gamma / 2 * opts.r1_interval) if do_r1 else loss_d
-        self.opt_D.zero_grad(set_to_none=True)
-        torch.autograd.backward(total)
-        average_gradients(self.D.parameters(), self.env)
-        self.opt_D.step()
+            real_logits = self.run_D(reals)
+            loss_d = discriminator_loss(real_logits, self.run_D(fakes))
+        self._optimize(self.opt_D, self.D, loss_d)
+        losses["loss_D"] = loss_d.detach()
+        self.ada_signs[0] += real_logits.detach().float().sign().sum()
+        self.ada_signs[1] += len(reals)
 
-        self._update_ema()
-        losses = {"loss_G": loss_g.detach(), "loss_D": loss_d.detach()}
+        # D reg: R1 at the un-augmented reals (augmentation happens inside the D call), scaled by the interval.
         if do_r1:
+            real_in = reals.detach().requires_grad_(True)
+            with self._autocast():
+                r1 = r1_penalty(real_in, self.run_D(real_in, eager=True))
+            self._optimize(self.opt_D, self.D, r1 * (self.gamma / 2 * opts.r1_interval))
             losses["r1"] = r1.detach()
+
+        if self.ada and (self.step + 1) % opts.ada_interval == 0:
+            self._adjust_augment_p()
+        self._update_ema()
         return losses
+
+    def _adjust_augment_p(self) -> None:
+        signs = self.ada_signs.clone()
+        average_(signs, self.env)
+        if float(signs[1]) > 0:
+            self.augment_p = ada_adjust(
+                self.augment_p,
+                sign_mean=float(signs[0] / signs[1]),
+                target=self.opts.ada_target,
+                batch=self.batch,
+                interval=self.opts.ada_interval,
+                ada_kimg=self.opts.ada_kimg,
+            )
+        self.ada_signs.zero_()
 
     @torch.no_grad()
     def _update_ema(self) -> None:
-        ema_kimg = self.opts.ema_kimg if self.opts.ema_kimg is not None else self.opts.batch * 10 / 32
+        ema_kimg = self.ema_kimg if self.ema_kimg is not None else self.batch * 10 / 32
         ema_nimg = ema_kimg * 1000
-        if self.opts.ema_rampup > 0:
-            ema_nimg = min(ema_nimg, self.nimg * self.opts.ema_rampup)
-        beta = 0.5 ** (self.opts.batch / max(ema_nimg, 1e-8))
+        if self.ema_rampup > 0:
+            ema_nimg = min(ema_nimg, self.nimg * self.ema_rampup)
+        beta = 0.5 ** (self.batch / max(ema_nimg, 1e-8))
         for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters(), strict=True):
             p_ema.lerp_(p.detach(), 1.0 - beta)
         for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers(), strict=True):
@@ -310,6 +394,8 @@ class Trainer:
                 loss_d=stats.mean("loss_D"),
                 r1=stats.mean("r1", default=0.0),
                 sec_per_kimg=sec_per_kimg,
+                pl=stats.mean("pl", default=0.0),
+                augment_p=self.augment_p,
             ),
             flush=True,
         )
@@ -323,8 +409,10 @@ class Trainer:
         if self.env.is_main:
             log(
                 f"training {self.cfg} on {len(self.dataset)} images from {self.dataset.directory}: "
-                f"batch {opts.batch} ({self.env.world_size} x {self.batch_gpu}) on {self.env.device}, "
-                f"bf16={self.use_bf16} compile={opts.compile} channels_last={opts.channels_last} augment={opts.augment}"
+                f"batch {self.batch} ({self.env.world_size} x {self.batch_gpu}) on {self.env.device}, "
+                f"gamma {self.gamma}, "
+                f"bf16={self.use_bf16} compile={opts.compile} channels_last={opts.channels_last} "
+                f"augpipe={self.augpipe} aug={opts.aug if self.augpipe in ('bg', 'bgc') else '-'}"
             )
         stats = _TickStats(nimg=self.nimg)
         while self.nimg < total_nimg:
@@ -336,7 +424,7 @@ class Trainer:
             for name, value in self.train_step().items():
                 stats.add(name, value)
             previous = self.nimg
-            self.nimg += opts.batch
+            self.nimg += self.batch
             self.step += 1
             if self.nimg // tick_nimg > previous // tick_nimg or self.nimg >= total_nimg:
                 self._log_tick(stats, total_nimg)

@@ -29,12 +29,17 @@ def test_contract_inputs_outputs_and_metadata(tiny_generator_onnx: Path) -> None
     assert [d.dim_value for d in inputs["truncation"].shape.dim] == [1]
     assert all(t.elem_type == onnx.TensorProto.FLOAT for t in inputs.values())
     assert [o.name for o in model.graph.output] == ["images"]
+    images_dims = model.graph.output[0].type.tensor_type.shape.dim
+    assert images_dims[0].dim_param and [d.dim_value for d in images_dims[1:]] == [3, 16, 16]  # R fixed, not symbolic
     props = {p.key: p.value for p in model.metadata_props}
     assert props["resolution"] == "16" and props["z_dim"] == "512" and float(props["kimg"]) == 0.0
     created = datetime.fromisoformat(props["created"])
     offset = created.utcoffset()
     assert offset is not None and offset.total_seconds() == 0
     assert model.opset_import[0].version == 17
+    # onnxruntime's ConvTranspose spends its time in a single-threaded col2im: the export uses the polyphase form.
+    ops = {node.op_type for node in model.graph.node}
+    assert "ConvTranspose" not in ops and "Resize" not in ops
 
 
 def test_dynamic_batch_range_and_determinism(tiny_generator_onnx: Path) -> None:

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from runtime.pipeline.stylegan2 import generate
-from runtime.pipeline.stylegan2.checkpoint import GENERATOR_FILE, load_generator, save_atomic
+from runtime.pipeline.stylegan2.checkpoint import CHECKPOINT_FORMAT, GENERATOR_FILE, load_generator, save_atomic
 from runtime.pipeline.stylegan2.export_onnx import OnnxMismatchError, random_generator
 
 
@@ -23,7 +23,8 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("model")
     g = random_generator(resolution=16, seed=4)
     save_atomic(
-        {"format": 1, "model_config": g.cfg.to_dict(), "nimg": 1500, "G_ema": g.state_dict()}, folder / GENERATOR_FILE
+        {"format": CHECKPOINT_FORMAT, "model_config": g.cfg.to_dict(), "nimg": 1500, "G_ema": g.state_dict()},
+        folder / GENERATOR_FILE,
     )
     return folder
 
@@ -88,3 +89,12 @@ def test_grid_argument_is_validated() -> None:
     assert generate.parse_grid("4x3") == (4, 3)
     with pytest.raises(Exception, match="4x4"):
         generate.parse_grid("four")
+
+
+def test_format_1_generators_render_on_the_legacy_upsampling_path(tmp_path: Path) -> None:
+    g = random_generator(resolution=16, seed=5)
+    save_atomic({"format": 1, "model_config": g.cfg.to_dict(), "nimg": 0, "G_ema": g.state_dict()}, tmp_path / "g.pt")
+    loaded, _ = load_generator(tmp_path / "g.pt")
+    assert loaded.cfg.upsample == "bilinear"
+    save_atomic({"format": 2, "model_config": g.cfg.to_dict(), "nimg": 0, "G_ema": g.state_dict()}, tmp_path / "h.pt")
+    assert load_generator(tmp_path / "h.pt")[0].cfg.upsample == "transposed"

@@ -12,10 +12,18 @@ from .conftest import REPO
 
 
 def test_definitions_parse_every_value() -> None:
-    line = format_metrics(kimg=12.5, loss_g=-0.75, loss_d=1e-7, r1=0.03125, sec_per_kimg=3.5)
+    line = format_metrics(kimg=12.5, loss_g=-0.75, loss_d=1e-7, r1=0.03125, sec_per_kimg=3.5, pl=0.25, augment_p=0.125)
     assert line.startswith("[metrics] kimg=12.500 loss_G=")
     parsed = {d["Name"]: float(re.search(d["Regex"], f"2026-01-01 {line}").group(1)) for d in METRIC_DEFINITIONS}  # type: ignore[union-attr]
-    assert parsed == {"kimg": 12.5, "loss_G": -0.75, "loss_D": 0.0, "r1": 0.03125, "sec_per_kimg": 3.5}
+    assert parsed == {
+        "kimg": 12.5,
+        "loss_G": -0.75,
+        "loss_D": 0.0,
+        "r1": 0.03125,
+        "sec_per_kimg": 3.5,
+        "pl": 0.25,
+        "augment_p": 0.125,
+    }
     assert all(re.search(d["Regex"], "tick step 3 kimg 0.1/2.0") is None for d in METRIC_DEFINITIONS)
 
 

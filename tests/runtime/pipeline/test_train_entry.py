@@ -18,8 +18,18 @@ def test_hyperparameters_become_sorted_cli_flags() -> None:
 
 
 def test_hyperparameters_cannot_override_the_container_paths() -> None:
-    with pytest.raises(ValueError, match="'outdir' is set by the container"):
-        entry.hyperparameter_args({"outdir": "/tmp/elsewhere"})
+    with pytest.raises(ValueError, match="'checkpoint_dir' is set by the container"):
+        entry.hyperparameter_args({"checkpoint_dir": "/tmp/elsewhere"})
+    with pytest.raises(ValueError, match=r"'outdir'='/tmp/elsewhere' must lie inside /opt/ml/model"):
+        entry.path_args({}, {"outdir": "/tmp/elsewhere"})
+    with pytest.raises(ValueError, match=r"'data'='\.\./x' must lie inside"):
+        entry.path_args({}, {"data": "../x"})
+
+
+def test_seed_data_and_outdir_resolve_inside_the_sagemaker_folders() -> None:
+    args = entry.path_args({}, {"data": "faces", "outdir": '"/opt/ml/model/run1"'})
+    assert args[:4] == ["--data", "/opt/ml/input/data/train/faces", "--outdir", "/opt/ml/model/run1"]
+    assert entry.hyperparameter_args({"data": "faces", "outdir": "out", "gpus": "1"}) == ["--gpus", "1"]
 
 
 def test_paths_follow_sagemaker_layout_unless_the_toolkit_variables_say_otherwise() -> None:
@@ -81,3 +91,11 @@ def test_main_reads_sagemaker_config_and_execs_the_command(tmp_path: Path, monke
     assert call[:4] == ["torchrun", "torchrun", "--nproc_per_node=2", "--standalone"]
     assert call[-4:] == ["--batch", "8", "--kimg", "2"]
     assert "/opt/ml/checkpoints" in call
+
+
+def test_the_gpus_hyperparameter_limits_the_launch_to_the_visible_gpus() -> None:
+    assert entry.requested_gpus({}, 4) == 4
+    assert entry.requested_gpus({"gpus": "2"}, 8) == 2
+    assert entry.requested_gpus({"gpus": "1"}, 0) == 0  # CPU-only container: plain python
+    with pytest.raises(ValueError, match="'gpus'=9 but 8 GPU"):
+        entry.requested_gpus({"gpus": "9"}, 8)

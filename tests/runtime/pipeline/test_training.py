@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from runtime.pipeline.stylegan2 import train
-from runtime.pipeline.stylegan2.checkpoint import list_checkpoints, load_state
+from runtime.pipeline.stylegan2.checkpoint import checkpoint_path, list_checkpoints, load_state, save_atomic
 from runtime.pipeline.stylegan2.metrics import METRIC_DEFINITIONS
 from runtime.pipeline.stylegan2.training_loop import Trainer, TrainOptions
 
@@ -170,7 +170,9 @@ def test_cli_sigterm_checkpoints_then_resumes(
     assert train.main([*args, "--kimg", str(target_kimg)]) == 0  # in-process: saves a second interpreter start
     resumed = capsys.readouterr()
     assert f"resumed from {saved}" in resumed.err  # JSON log lines on stderr, metric lines alone on stdout
-    assert re.search(r"^\[metrics\] kimg=\S+ loss_G=\S+ loss_D=\S+ r1=\S+ sec_per_kimg=\S+$", resumed.out, re.M)
+    assert re.search(
+        r"^\[metrics\] kimg=\S+ loss_G=\S+ loss_D=\S+ r1=\S+ sec_per_kimg=\S+ pl=\S+ augment_p=\S+$", resumed.out, re.M
+    )
     assert signal.getsignal(signal.SIGTERM) is handler_before, "train.main must restore signal handlers"
     final = load_state(tmp_path / "model" / "generator.pt")
     assert final["nimg"] == state["nimg"] + 8
@@ -180,3 +182,12 @@ def test_cli_sigterm_checkpoints_then_resumes(
 def test_cli_rejects_resolution_mismatch(synthetic_dataset: Path, tmp_path: Path) -> None:
     args = ["--data", str(synthetic_dataset), "--outdir", str(tmp_path / "m"), "--checkpoint-dir", str(tmp_path / "c")]
     assert train.main([*args, "--resolution", "32", "--cfg", "tiny", "--kimg", "0.004"]) == 1
+
+
+def test_checkpoints_from_before_the_resampling_change_are_refused(synthetic_dataset: Path, tmp_path: Path) -> None:
+    trainer = Trainer(_options(tmp_path, synthetic_dataset))
+    state = trainer.state_dict()
+    state["format"] = 1
+    save_atomic(state, checkpoint_path(tmp_path / "checkpoints", 12))
+    with pytest.raises(ValueError, match=r"checkpoint format 1 predates .* fresh --checkpoint-dir"):
+        Trainer(_options(tmp_path, synthetic_dataset))
