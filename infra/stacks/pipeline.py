@@ -20,8 +20,12 @@ from infra.stacks.pipeline_definition import PipelineResources, render_pipeline_
 from infra.stacks.pipeline_notifications import PipelineNotifications
 from infra.stacks.pipeline_role import PipelineExecutionRole
 from runtime.pipeline.stylegan2 import contract as pipeline_contract
-from runtime.pipeline.stylegan2.contract import CHECKPOINT_KEY_PATTERN, MODELS_PREFIX, SAMPLE_GRID_KEY_PATTERN
-from runtime.pipeline.stylegan2.metrics import METRIC_DEFINITIONS
+from runtime.pipeline.stylegan2.contract import (
+    CHECKPOINT_KEY_PATTERN,
+    METRIC_DEFINITIONS,
+    MODELS_PREFIX,
+    SAMPLE_GRID_KEY_PATTERN,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PIPELINE_DIR = REPO_ROOT / "runtime" / "pipeline"

@@ -62,3 +62,21 @@ def test_images_and_assets_are_built_from_the_runtime_folder() -> None:
 
 def test_every_runtime_reads_its_log_level_from_the_same_variable() -> None:
     assert bot.ENV_LOG_LEVEL == endpoint.ENV_LOG_LEVEL == notify.ENV_LOG_LEVEL == "GENART_LOG_LEVEL"
+
+
+def test_infra_imports_only_the_contract_modules_of_runtimes() -> None:
+    offenders = []
+    for path in sorted((ROOT / "infra").rglob("*.py")):
+        for line in path.read_text().splitlines():
+            imported = re.match(r"\s*(?:from|import) (runtime\.[\w.]+)", line)
+            if imported and not imported.group(1).endswith("contract") and "import contract" not in line:
+                offenders.append(f"{path.relative_to(ROOT)}: {line.strip()}")
+    assert offenders == []
+
+
+def test_runtime_errors_share_one_base() -> None:
+    from runtime.common.errors import GenArtError, InputError
+    from runtime.pipeline.stylegan2.dataset_tool import DatasetError
+    from runtime.pipeline.stylegan2.export_onnx import OnnxMismatchError
+
+    assert issubclass(DatasetError, InputError) and issubclass(OnnxMismatchError, GenArtError)

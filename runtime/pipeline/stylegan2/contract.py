@@ -50,3 +50,12 @@ TRAIN_ENTRY_MODULE = "runtime.pipeline.container.sagemaker_train"
 def step_module(tool: str) -> str:
     """The `python -m` module of one step script, e.g. runtime.pipeline.stylegan2.generate."""
     return f"{STEP_PACKAGE}.{tool}"
+
+
+# The training job's metric line, `[metrics] kimg=<f> loss_G=<f> ... augment_p=<f>` (metrics.format_metrics writes
+# it), and one SageMaker metric definition per value, which the Pipeline stack passes to the training step.
+_NUMBER = r"([-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?)"
+METRIC_NAMES: tuple[str, ...] = ("kimg", "loss_G", "loss_D", "r1", "sec_per_kimg", "pl", "augment_p")
+METRIC_DEFINITIONS: list[dict[str, str]] = [
+    {"Name": name, "Regex": rf"\[metrics\].*\b{name}={_NUMBER}"} for name in METRIC_NAMES
+]

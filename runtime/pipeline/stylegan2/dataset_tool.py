@@ -19,6 +19,7 @@ import numpy as np
 from numpy.lib.format import open_memmap
 from PIL import Image
 
+from ...common.errors import InputError
 from .cli import configure_step_logging
 
 # Named explicitly: run as `python -m`, this module's __name__ is "__main__".
@@ -30,7 +31,7 @@ MANIFEST_FILE = "manifest.json"
 MAX_LISTED_SKIPS = 50
 
 
-class DatasetError(RuntimeError):
+class DatasetError(InputError):
     """Input that cannot produce a dataset (missing, empty, or without a single usable image)."""
 
 

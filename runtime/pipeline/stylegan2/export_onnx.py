@@ -14,6 +14,7 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
+from ...common.errors import GenArtError
 from .config import preset
 from .networks import Generator
 
@@ -22,7 +23,7 @@ INPUT_TRUNCATION = "truncation"
 OUTPUT_IMAGES = "images"
 
 
-class OnnxMismatchError(RuntimeError):
+class OnnxMismatchError(GenArtError, RuntimeError):
     """The exported ONNX model does not reproduce the PyTorch generator."""
 
 

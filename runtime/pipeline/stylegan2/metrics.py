@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-_NUMBER = r"([-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?)"
-METRIC_NAMES: tuple[str, ...] = ("kimg", "loss_G", "loss_D", "r1", "sec_per_kimg", "pl", "augment_p")
+# The names and the SageMaker regexes live in the contract (the Pipeline stack passes them to the training job).
+from .contract import METRIC_DEFINITIONS, METRIC_NAMES
 
-# One definition per value of `[metrics] kimg=<f> loss_G=<f> loss_D=<f> r1=<f> sec_per_kimg=<f> pl=<f> augment_p=<f>`.
-METRIC_DEFINITIONS: list[dict[str, str]] = [
-    {"Name": name, "Regex": rf"\[metrics\].*\b{name}={_NUMBER}"} for name in METRIC_NAMES
-]
+__all__ = ["METRIC_DEFINITIONS", "METRIC_NAMES", "format_metrics"]
 
 
 def format_metrics(
