@@ -6,6 +6,7 @@ import asyncio
 import base64
 import contextlib
 import dataclasses
+import hashlib
 import logging
 import math
 import secrets
@@ -20,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..common.errors import BusyError, InputError
 from .batcher import Batcher, BatchOutcome
+from .compile_cache import download_mega_cache, s3_cache_location, upload_mega_cache
 from .encoding import CONTENT_TYPES, encode_image
 from .output_store import OutputStore
 from .pipeline_setup import load_pipeline, resolve_devices, resolve_dtype
@@ -61,6 +63,7 @@ class ServerState:
     status: str = "loading"
     started: float = dataclasses.field(default_factory=time.perf_counter)
     seconds_to_healthy: float | None = None
+    cache_upload: asyncio.Task[bool] | None = None
 
 
 class NotReadyError(BusyError):
@@ -225,6 +228,10 @@ def create_app(
             await batcher.stop()
             for worker in workers:
                 worker.shutdown()
+            if settings.compile:
+                import torch  # noqa: PLC0415
+
+                torch.compiler.set_stance("default")  # set by _load once warm
 
     app = FastAPI(
         title="GenArt Stable Diffusion endpoint",
@@ -425,9 +432,30 @@ def _package_images(
     return results
 
 
+def _shared_cache(settings: Settings, device: str) -> tuple[str, str] | None:
+    """(bucket, key) of the compile cache shared through S3, when compiling with GENART_COMPILE_CACHE_S3_URI set."""
+    if not (settings.compile and settings.compile_cache_s3_uri):
+        return None
+    dtype = str(resolve_dtype(settings, device)).removeprefix("torch.")
+    # The warmed shapes are part of the key: a cache made for other buckets or batch sizes would miss graphs.
+    shapes = ",".join(f"{w}x{h}" for w, h in settings.sizes) + "/" + ",".join(map(str, settings.warmup_batches))
+    variant = f"{dtype}-{settings.compile_mode}-{hashlib.sha256(shapes.encode()).hexdigest()[:12]}"
+    return s3_cache_location(settings.compile_cache_s3_uri, device=device, variant=variant)
+
+
 async def _load(state: ServerState, on_failure: Callable[[BaseException], None] | None) -> None:
-    """Load and warm every worker, then start batching and flip /ping to healthy (on_failure if loading fails)."""
+    """Load and warm every worker, then start batching and flip /ping to healthy (on_failure if loading fails).
+
+    With a shared compile cache, the artifacts are fetched from S3 before compiling, and after a cold warm-up
+    uploaded for the next instance (in the background: healthy does not wait for the upload).
+    """
+    shared = _shared_cache(state.settings, state.workers[0].device)
     try:
+        if shared is not None:
+            bucket, key = shared
+            await asyncio.to_thread(
+                download_mega_cache, bucket=bucket, key=key, cache_dir=state.settings.compile_cache_dir
+            )
         await asyncio.gather(*(worker.start() for worker in state.workers))
     except asyncio.CancelledError:
         raise
@@ -443,6 +471,12 @@ async def _load(state: ServerState, on_failure: Callable[[BaseException], None] 
         # Every accepted shape is warmed; anything unforeseen runs eagerly rather than compiling on the worker.
         torch.compiler.set_stance("eager_on_recompile")
     state.batcher.start()
+    if shared is not None and any(worker.loaded_cache is None for worker in state.workers):
+        bucket, key = shared
+        cache_dir = state.settings.compile_cache_dir
+        state.cache_upload = asyncio.create_task(
+            asyncio.to_thread(upload_mega_cache, bucket=bucket, key=key, cache_dir=cache_dir)
+        )
     state.seconds_to_healthy = time.perf_counter() - state.started
     state.status = "healthy"
     log.info("healthy after %.1f s on %s", state.seconds_to_healthy, [worker.device for worker in state.workers])

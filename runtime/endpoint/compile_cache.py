@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -69,3 +70,66 @@ def save_mega_cache(cache_dir: Path) -> Path | None:
         return None
     log.info("saved compile cache %s (%d bytes)", target, len(data))
     return target
+
+
+def device_architecture(device: str) -> str:
+    """GPU architecture the compiled kernels are for ("sm_90" on an H100), or "cpu"."""
+    import torch  # noqa: PLC0415
+
+    if not device.startswith("cuda") or not torch.cuda.is_available():
+        return "cpu"
+    major, minor = torch.cuda.get_device_capability(device)
+    return f"sm_{major}{minor}"
+
+
+def s3_cache_location(s3_uri: str, *, device: str, variant: str) -> tuple[str, str]:
+    """(bucket, key) of the shared mega-cache: <uri>torch-<version>/<arch>/<variant>/mega_cache.bin.
+
+    The URI names the model (s3://<models>/diffusion-compile-cache/<model name>/) and variant the dtype, compile
+    mode and warmed shapes, so an artifact is only offered to the same model, torch build, GPU architecture and
+    configuration that produced it.
+    """
+    import torch  # noqa: PLC0415
+
+    bucket, _, prefix = s3_uri.removeprefix("s3://").partition("/")
+    arch = device_architecture(device)
+    key = f"{prefix}torch-{torch.__version__}/{arch}/{variant}/{MEGA_CACHE_FILE}"
+    return bucket, key
+
+
+def download_mega_cache(*, bucket: str, key: str, cache_dir: Path, client: Any = None) -> Path | None:
+    """Fetch the shared mega-cache into cache_dir unless one is already there; return the local file, or None."""
+    target = cache_dir / MEGA_CACHE_FILE
+    if target.is_file():
+        return target
+    s3 = client or _s3_client()
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(".download")
+        s3.download_file(bucket, key, str(tmp))
+        tmp.replace(target)
+    except Exception as exc:  # no cache yet (404/403) or S3 unreachable: compile from scratch
+        log.info("no shared compile cache at s3://%s/%s (%s); compiling from scratch", bucket, key, exc)
+        return None
+    log.info("downloaded compile cache s3://%s/%s (%d bytes)", bucket, key, target.stat().st_size)
+    return target
+
+
+def upload_mega_cache(*, bucket: str, key: str, cache_dir: Path, client: Any = None) -> bool:
+    """Upload cache_dir's mega-cache for the next instance; failures are logged, never raised."""
+    source = cache_dir / MEGA_CACHE_FILE
+    if not source.is_file():
+        return False
+    try:
+        (client or _s3_client()).upload_file(str(source), bucket, key)
+    except Exception:
+        log.warning("could not upload compile cache to s3://%s/%s", bucket, key, exc_info=True)
+        return False
+    log.info("uploaded compile cache s3://%s/%s (%d bytes)", bucket, key, source.stat().st_size)
+    return True
+
+
+def _s3_client() -> Any:
+    import boto3  # noqa: PLC0415
+
+    return boto3.client("s3")

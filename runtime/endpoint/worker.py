@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -93,6 +94,7 @@ class DiffusionWorker:
         self._schedulers: dict[str, Any] = {}
         self.warmed_batches: tuple[int, ...] = ()
         self.has_safety_checker = False
+        self.loaded_cache: Path | None = None
         self.load_seconds = 0.0
 
     async def start(self) -> None:
@@ -149,7 +151,7 @@ class DiffusionWorker:
         started = time.perf_counter()
         settings = self._settings
         if settings.compile:
-            load_mega_cache(cache_dir=settings.compile_cache_dir, model_dir=settings.model_dir)
+            self.loaded_cache = load_mega_cache(cache_dir=settings.compile_cache_dir, model_dir=settings.model_dir)
         pipe = optimize_pipeline(self._factory(self.device), settings, device=self.device)
         self._schedulers = dict(build_schedulers(pipe.scheduler))
         self.has_safety_checker = getattr(pipe, "safety_checker", None) is not None
