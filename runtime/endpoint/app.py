@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..common.errors import BusyError, InputError
 from .batcher import Batcher, BatchOutcome
-from .compile_cache import download_mega_cache, s3_cache_location, upload_mega_cache
+from .compile_cache import download_compile_cache, s3_cache_location, upload_compile_cache
 from .encoding import CONTENT_TYPES, encode_image
 from .output_store import OutputStore
 from .pipeline_setup import load_pipeline, resolve_devices, resolve_dtype
@@ -454,7 +454,7 @@ async def _load(state: ServerState, on_failure: Callable[[BaseException], None] 
         if shared is not None:
             bucket, key = shared
             await asyncio.to_thread(
-                download_mega_cache, bucket=bucket, key=key, cache_dir=state.settings.compile_cache_dir
+                download_compile_cache, bucket=bucket, key=key, cache_dir=state.settings.compile_cache_dir
             )
         await asyncio.gather(*(worker.start() for worker in state.workers))
     except asyncio.CancelledError:
@@ -475,7 +475,7 @@ async def _load(state: ServerState, on_failure: Callable[[BaseException], None] 
         bucket, key = shared
         cache_dir = state.settings.compile_cache_dir
         state.cache_upload = asyncio.create_task(
-            asyncio.to_thread(upload_mega_cache, bucket=bucket, key=key, cache_dir=cache_dir)
+            asyncio.to_thread(upload_compile_cache, bucket=bucket, key=key, cache_dir=cache_dir)
         )
     state.seconds_to_healthy = time.perf_counter() - state.started
     state.status = "healthy"

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 import os
+import tarfile
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
 
 MEGA_CACHE_FILE = "mega_cache.bin"
+# What instances share through S3: the whole cache directory (mega-cache, Inductor and Triton caches).
+ARCHIVE_FILE = "compile_cache.tar.gz"
 MODEL_CACHE_SUBDIR = "compile_cache"
 
 
@@ -83,49 +86,61 @@ def device_architecture(device: str) -> str:
 
 
 def s3_cache_location(s3_uri: str, *, device: str, variant: str) -> tuple[str, str]:
-    """(bucket, key) of the shared mega-cache: <uri>torch-<version>/<arch>/<variant>/mega_cache.bin.
+    """(bucket, key) of the shared cache archive: <uri>torch-<version>/<arch>/<variant>/compile_cache.tar.gz.
 
     The URI names the model (s3://<models>/diffusion-compile-cache/<model name>/) and variant the dtype, compile
-    mode and warmed shapes, so an artifact is only offered to the same model, torch build, GPU architecture and
+    mode and warmed shapes, so an archive is only offered to the same model, torch build, GPU architecture and
     configuration that produced it.
     """
     import torch  # noqa: PLC0415
 
     bucket, _, prefix = s3_uri.removeprefix("s3://").partition("/")
     arch = device_architecture(device)
-    key = f"{prefix}torch-{torch.__version__}/{arch}/{variant}/{MEGA_CACHE_FILE}"
+    key = f"{prefix}torch-{torch.__version__}/{arch}/{variant}/{ARCHIVE_FILE}"
     return bucket, key
 
 
-def download_mega_cache(*, bucket: str, key: str, cache_dir: Path, client: Any = None) -> Path | None:
-    """Fetch the shared mega-cache into cache_dir unless one is already there; return the local file, or None."""
-    target = cache_dir / MEGA_CACHE_FILE
-    if target.is_file():
-        return target
+def download_compile_cache(*, bucket: str, key: str, cache_dir: Path, client: Any = None) -> bool:
+    """Unpack the shared archive into cache_dir unless this instance has a mega-cache already; True if unpacked.
+
+    The archive holds the whole cache directory: the mega-cache plus Inductor's and Triton's on-disk caches
+    (on CPU the compiled C++ kernels live only there). Every instance uses the same GENART_COMPILE_CACHE_DIR.
+    """
+    if (cache_dir / MEGA_CACHE_FILE).is_file():
+        return False
     s3 = client or _s3_client()
+    archive = cache_dir.parent / f".{cache_dir.name}.download.tar.gz"
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".download")
-        s3.download_file(bucket, key, str(tmp))
-        tmp.replace(target)
-    except Exception as exc:  # no cache yet (404/403) or S3 unreachable: compile from scratch
+        s3.download_file(bucket, key, str(archive))
+        with tarfile.open(archive, "r:gz") as tar:
+            tar.extractall(cache_dir, filter="data")
+    except Exception as exc:  # no cache yet (404/403), S3 unreachable or a broken archive: compile from scratch
         log.info("no shared compile cache at s3://%s/%s (%s); compiling from scratch", bucket, key, exc)
-        return None
-    log.info("downloaded compile cache s3://%s/%s (%d bytes)", bucket, key, target.stat().st_size)
-    return target
-
-
-def upload_mega_cache(*, bucket: str, key: str, cache_dir: Path, client: Any = None) -> bool:
-    """Upload cache_dir's mega-cache for the next instance; failures are logged, never raised."""
-    source = cache_dir / MEGA_CACHE_FILE
-    if not source.is_file():
         return False
+    finally:
+        archive.unlink(missing_ok=True)
+    log.info("unpacked compile cache s3://%s/%s into %s", bucket, key, cache_dir)
+    return True
+
+
+def upload_compile_cache(*, bucket: str, key: str, cache_dir: Path, client: Any = None) -> bool:
+    """Archive cache_dir and upload it for the next instance; failures are logged, never raised."""
+    if not (cache_dir / MEGA_CACHE_FILE).is_file():
+        return False
+    archive = cache_dir.parent / f".{cache_dir.name}.upload.tar.gz"
     try:
-        (client or _s3_client()).upload_file(str(source), bucket, key)
+        with tarfile.open(archive, "w:gz", compresslevel=1) as tar:
+            for path in sorted(cache_dir.iterdir()):
+                tar.add(path, arcname=path.name)
+        (client or _s3_client()).upload_file(str(archive), bucket, key)
+        size = archive.stat().st_size
     except Exception:
         log.warning("could not upload compile cache to s3://%s/%s", bucket, key, exc_info=True)
         return False
-    log.info("uploaded compile cache s3://%s/%s (%d bytes)", bucket, key, source.stat().st_size)
+    finally:
+        archive.unlink(missing_ok=True)
+    log.info("uploaded compile cache s3://%s/%s (%d bytes)", bucket, key, size)
     return True
 
 

@@ -384,6 +384,8 @@ def test_compile_cache_is_shared_through_s3_between_instances(monkeypatch: pytes
     def fake_save(cache_dir: Path) -> Path:
         cache_dir.mkdir(parents=True, exist_ok=True)
         (cache_dir / MEGA_CACHE_FILE).write_bytes(b"compiled artifacts")
+        (cache_dir / "inductor" / "ab").mkdir(parents=True, exist_ok=True)
+        (cache_dir / "inductor" / "ab" / "kernel.so").write_bytes(b"compiled C++ kernel")
         return cache_dir / MEGA_CACHE_FILE
 
     original = worker.optimize_pipeline
@@ -413,6 +415,7 @@ def test_compile_cache_is_shared_through_s3_between_instances(monkeypatch: pytes
                     assert upload is None  # started from the shared cache: nothing new to upload
         keys = [item["Key"] for item in s3.list_objects_v2(Bucket="models")["Contents"]]
     assert loaded == [None, b"compiled artifacts"]
+    assert (tmp_path / "second" / "inductor" / "ab" / "kernel.so").read_bytes() == b"compiled C++ kernel"
     assert len(keys) == 1
     prefix = f"diffusion-compile-cache/sd15/torch-{torch.__version__}/cpu/float32-reduce-overhead-"
-    assert keys[0].startswith(prefix) and keys[0].endswith("/mega_cache.bin")
+    assert keys[0].startswith(prefix) and keys[0].endswith("/compile_cache.tar.gz")
