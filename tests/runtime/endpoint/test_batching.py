@@ -136,7 +136,8 @@ def test_queue_is_bounded_in_images_and_busy_answers_429_with_retry_after() -> N
         second = asyncio.create_task(client.post("/invocations", json={**BASE_REQUEST, "seed": 2, "num_images": 2}))
         while batcher.queued_images < 2:  # two images wait in the queue
             await asyncio.sleep(0.01)
-        busy = await client.post("/invocations", json={**BASE_REQUEST, "seed": 3, "num_images": 2})  # 4 > 3 images
+        over = client.post("/invocations", json={**BASE_REQUEST, "seed": 3, "num_images": 2})  # 2 + 2 > 3 images
+        busy = await asyncio.wait_for(over, timeout=5)  # answered at once, not queued
         third = asyncio.create_task(client.post("/invocations", json={**BASE_REQUEST, "seed": 4}))  # 3 images: fits
         while batcher.queued_images < 3:
             await asyncio.sleep(0.01)
