@@ -9,6 +9,12 @@ architecture by default, nothing downloaded); the clients go through HTTP like S
 Reports p50/p90 single-request latency, images/s under concurrent load, and time to healthy (cold, and warm
 compile cache for the optimized server). GPU:  python bench/diffusion_bench.py --device cuda
 CPU proof with the tiny pipeline:            python bench/diffusion_bench.py --tiny
+
+--startup measures only time to healthy of a compiled server on a new instance: cold (nothing cached) versus
+with the compile cache an earlier instance saved to S3 (a local moto S3 server stands in for the models bucket;
+each start gets an empty local cache directory, as a new SageMaker instance does):
+    python bench/diffusion_bench.py --tiny --startup        (CPU)
+    python bench/diffusion_bench.py --startup               (GPU, SD 1.5 architecture)
 """
 
 from __future__ import annotations
@@ -200,6 +206,80 @@ def run_config(
     return run
 
 
+def _startup_run(args: argparse.Namespace, *, model_dir: Path, workdir: Path) -> dict[str, Any]:
+    """Time to healthy of a compiled server: cold, then a new instance with the compile cache from S3."""
+    from moto.server import ThreadedMotoServer  # noqa: PLC0415
+
+    port = _free_port()
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    moto.start()
+    s3_env = {
+        "AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{port}",
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    try:
+        import boto3  # noqa: PLC0415
+
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=s3_env["AWS_ENDPOINT_URL_S3"],
+            region_name="us-east-1",
+            aws_access_key_id="bench",
+            aws_secret_access_key="bench",
+        )
+        s3.create_bucket(Bucket="models")
+        env = {
+            **s3_env,
+            "GENART_COMPILE": "1",
+            "GENART_COMPILE_MODE": args.compile_mode,
+            "GENART_DTYPE": "fp16",
+            "GENART_SIZES": f"{args.size}x{args.size}",
+            "GENART_MAX_SIDE": str(max(args.size, 64)),
+            "GENART_MAX_IMAGES": "1",
+            "GENART_MAX_BATCH": "1",
+            "GENART_WARMUP_BATCHES": "1",
+            "GENART_SAFETY_CHECKER": "0",
+            "GENART_COMPILE_CACHE_S3_URI": "s3://models/diffusion-compile-cache/bench/",
+        }
+        if args.threads:
+            env |= {"OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
+        results: dict[str, Any] = {}
+        # Every instance uses the same cache path (GENART_COMPILE_CACHE_DIR); a new instance starts with it empty.
+        cache_dir = workdir / "startup-compile-cache"
+        for name in ("cold", "s3_cache"):
+            shutil.rmtree(cache_dir, ignore_errors=True)
+            server = ServerProcess(
+                model_dir=model_dir,
+                device=args.device,
+                env={**env, "GENART_COMPILE_CACHE_DIR": str(cache_dir)},
+                log_path=workdir / f"startup-{name}.log",
+            )
+            try:
+                results[f"healthy_{name}_s"] = server.start_and_wait_healthy(args.start_timeout)
+                print(f"[startup] {name}: healthy after {results[f'healthy_{name}_s']:.1f} s", flush=True)
+                response = httpx.post(
+                    f"{server.url}/invocations",
+                    json={"prompt": "a red cat", "width": args.size, "height": args.size, "num_inference_steps": 2},
+                    timeout=600,
+                )
+                response.raise_for_status()
+                deadline = time.perf_counter() + 600
+                while name == "cold" and not s3.list_objects_v2(Bucket="models").get("KeyCount"):
+                    if time.perf_counter() > deadline:
+                        raise TimeoutError("the cold server never uploaded its compile cache")
+                    time.sleep(0.5)
+            finally:
+                server.stop()
+        objects = s3.list_objects_v2(Bucket="models").get("Contents", [])
+        results["cache_objects"] = [(item["Key"], item["Size"]) for item in objects]
+    finally:
+        moto.stop()
+    results["ratio_cold_over_s3"] = results["healthy_cold_s"] / results["healthy_s3_cache_s"]
+    return results
+
+
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tiny", action="store_true", help="tiny random pipeline on CPU, few steps (proof run)")
@@ -216,6 +296,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None, help="servers' OMP/torch CPU threads (1 with --tiny)")
     parser.add_argument("--workdir", type=Path, default=None, help="model + cache + logs (default: a temp dir)")
     parser.add_argument("--json", type=Path, default=None, help="write the results here too")
+    parser.add_argument("--startup", action="store_true", help="only time to healthy: cold vs S3 compile cache")
     args = parser.parse_args(argv)
     args.device = args.device or ("cpu" if args.tiny else "cuda")
     args.steps = args.steps or (4 if args.tiny else 50)
@@ -233,6 +314,21 @@ def main(argv: list[str] | None = None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     preset = "tiny" if args.tiny else "sd15"
     model_dir = _prepare_model(preset, workdir)
+    if args.startup:
+        startup = {
+            "date_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "command": " ".join([Path(sys.executable).name, *sys.argv]),
+            "preset": preset,
+            "device": args.device,
+            "size": args.size,
+            "cpu_count": os.cpu_count(),
+            "gpu": _gpu_name(args.device),
+            **_startup_run(args, model_dir=model_dir, workdir=workdir),
+        }
+        print(json.dumps(startup, indent=2))
+        if args.json:
+            args.json.write_text(json.dumps(startup, indent=2))
+        return 0
     compile_on = args.compile == "on" or (args.compile == "auto" and args.device.startswith("cuda"))
     cache_dir = workdir / "compile-cache"
     shutil.rmtree(cache_dir, ignore_errors=True)

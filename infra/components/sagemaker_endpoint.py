@@ -231,6 +231,11 @@ class SageMakerEndpoint(Construct):
         )
         self._suppress_objects(prefix, "the container writes results under this prefix only")
 
+    def grant_container_read(self, bucket: s3.IBucket, prefix: str) -> None:
+        """Let the container read objects under prefix (a cache it shares with other instances)."""
+        self._allow("ContainerReads" + _sid(prefix), ["s3:GetObject"], [bucket.arn_for_objects(f"{prefix}*")])
+        self._suppress_objects(prefix, "the container reads objects under this prefix only")
+
     def _grant_execution(self, *, image: PublishedImage, model_data: ModelData) -> None:
         image.grant_pull(self.role)
         log_group = endpoint_log_group_name(self.endpoint_name)

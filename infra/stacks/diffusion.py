@@ -29,9 +29,18 @@ def endpoint_name(*, env_name: str, config: DiffusionConfig) -> str:
     return f"genart-{env_name}-sd-{config.mode}-{instance}"
 
 
-def container_environment(*, outputs_bucket_name: str) -> dict[str, str]:
+# An asynchronous endpoint's response is an S3 object (up to 1 GB), not the 6 MB real-time payload.
+ASYNC_MAX_INLINE_BYTES = 500_000_000
+
+
+def container_environment(
+    *, outputs_bucket_name: str, compile_cache_s3_uri: str, asynchronous: bool = False
+) -> dict[str, str]:
     """Server settings (runtime/endpoint/settings.py) the container gets; limits keep the server's defaults."""
+    extra = {contract.ENV_MAX_INLINE_BYTES: str(ASYNC_MAX_INLINE_BYTES)} if asynchronous else {}
     return {
+        **extra,
+        contract.ENV_COMPILE_CACHE_S3_URI: compile_cache_s3_uri,
         contract.ENV_OUTPUTS_BUCKET: outputs_bucket_name,
         contract.ENV_OUTPUTS_PREFIX: contract.OUTPUTS_PREFIX,
         contract.ENV_COMPILE: "1",
@@ -81,6 +90,7 @@ class DiffusionStack(Stack):
             else None
         )
         self.model_data = ModelData(bucket=models_bucket, prefix=contract.model_prefix(config.model_name))
+        compile_cache_prefix = contract.compile_cache_prefix(config.model_name)
         self.endpoint = SageMakerEndpoint(
             self,
             "Endpoint",
@@ -94,7 +104,11 @@ class DiffusionStack(Stack):
                 target_invocations_per_instance=config.target_invocations_per_instance,
                 target_backlog_per_instance=config.target_backlog_per_instance,
             ),
-            environment=container_environment(outputs_bucket_name=outputs_bucket.bucket_name),
+            environment=container_environment(
+                outputs_bucket_name=outputs_bucket.bucket_name,
+                compile_cache_s3_uri=f"s3://{models_bucket.bucket_name}/{compile_cache_prefix}",
+                asynchronous=asynchronous,
+            ),
             async_invocation=self.async_invocation,
             startup_timeout_seconds=config.startup_timeout_seconds,
             download_timeout_seconds=config.download_timeout_seconds,
@@ -106,6 +120,9 @@ class DiffusionStack(Stack):
             description="GenArt Diffusion endpoint: pull its image, read its model prefix, write outputs",
         )
         self.endpoint.grant_container_write(outputs_bucket, contract.OUTPUTS_PREFIX)
+        # New instances start from the compile artifacts an earlier instance saved after its warm-up.
+        self.endpoint.grant_container_read(models_bucket, compile_cache_prefix)
+        self.endpoint.grant_container_write(models_bucket, compile_cache_prefix)
         # A scalable target is identified by its endpoint and variant, not by its logical id: a new logical id
         # would register the same target again and then delete the old resource, which deregisters it and
         # leaves the endpoint without scaling. Keep the id it had before the endpoint became a construct.

@@ -1,10 +1,15 @@
-"""Dynamic batching: compatible queued requests run as one pipeline call; a bounded queue sheds load."""
+"""Dynamic batching: compatible queued requests run as one pipeline call; a queue bounded in images sheds load.
+
+Jobs whose caller went away (the awaiting task is cancelled) leave the queue at once; jobs that waited longer
+than the queue timeout are failed without running; neither costs GPU time.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -18,6 +23,24 @@ from .worker import BatchKey, DiffusionWorker, ImageSpec
 log = logging.getLogger(__name__)
 
 
+class QueueFullError(BusyError):
+    """The queue holds max_queue images already; retry_after is the expected wait in seconds (Retry-After)."""
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class QueueTimeoutError(BusyError):
+    """The job waited longer than the queue timeout and was dropped without running."""
+
+    code = "queue_timeout"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 @dataclass
 class Job:
     """One request waiting for its images."""
@@ -27,6 +50,7 @@ class Job:
     specs: list[ImageSpec]
     future: asyncio.Future[BatchOutcome]
     enqueued: float = field(default_factory=time.perf_counter)
+    deadline: float = math.inf
 
 
 @dataclass(frozen=True)
@@ -34,6 +58,7 @@ class BatchOutcome:
     """Images for one job plus how it was served."""
 
     images: list[Image.Image]
+    nsfw: list[bool]
     batch_images: int
     batch_requests: int
     queue_ms: float
@@ -52,6 +77,9 @@ class BatchMetrics:
     max_batch_images: int = 0
     rejected_busy: int = 0
     failed_batches: int = 0
+    consecutive_failed_batches: int = 0
+    cancelled: int = 0
+    expired: int = 0
 
 
 class Batcher:
@@ -61,13 +89,24 @@ class Batcher:
     """
 
     def __init__(
-        self, *, workers: Sequence[DiffusionWorker], max_batch: int, batch_window_ms: float, max_queue: int
+        self,
+        *,
+        workers: Sequence[DiffusionWorker],
+        max_batch: int,
+        batch_window_ms: float,
+        max_queue: int,
+        queue_timeout_s: float = 0.0,
     ) -> None:
-        """Create the batcher; call start() inside the running event loop (knobs named as in the bot's batcher)."""
+        """Create the batcher; call start() inside the running event loop (knobs named as in the bot's batcher).
+
+        max_queue counts images waiting (not requests); queue_timeout_s 0 means jobs never expire.
+        """
         self._workers = list(workers)
         self._max_batch = max_batch
         self._window = batch_window_ms / 1000.0
         self._max_queue = max_queue
+        self._queue_timeout = queue_timeout_s
+        self._seconds_per_image = 1.0
         self._pending: deque[Job] = deque()
         self._wakeup: asyncio.Event | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -78,6 +117,16 @@ class Batcher:
     def queued(self) -> int:
         """Jobs waiting for a worker."""
         return len(self._pending)
+
+    @property
+    def queued_images(self) -> int:
+        """Images waiting for a worker (what max_queue bounds)."""
+        return sum(len(job.specs) for job in self._pending)
+
+    def retry_after(self, extra_images: int = 0) -> int:
+        """Seconds until the queue (plus extra_images) should have drained, from recent batches; 1..60."""
+        seconds = (self.queued_images + extra_images) * self._seconds_per_image / max(1, len(self._workers))
+        return max(1, min(60, math.ceil(seconds)))
 
     def start(self) -> None:
         """Start one serving loop per worker."""
@@ -97,17 +146,42 @@ class Batcher:
                 job.future.set_exception(BusyError("server shutting down"))
 
     async def submit(self, *, request_id: str, key: BatchKey, specs: list[ImageSpec]) -> BatchOutcome:
-        """Queue a job and wait for its images; raises BusyError when max_queue requests are already waiting."""
+        """Queue a job and wait for its images; QueueFullError when it would take the queue past max_queue images.
+
+        Cancelling the awaiting task (the client disconnected) removes the job if it has not started.
+        """
         if self._wakeup is None:
             raise RuntimeError("batcher not started")
-        if len(self._pending) >= self._max_queue:
+        if self.queued_images + len(specs) > self._max_queue:
             self.metrics.rejected_busy += 1
-            raise BusyError("queue full; retry later")
+            raise QueueFullError("queue full; retry later", retry_after=self.retry_after(len(specs)))
         job = Job(request_id=request_id, key=key, specs=specs, future=asyncio.get_running_loop().create_future())
+        if self._queue_timeout > 0:
+            job.deadline = job.enqueued + self._queue_timeout
         self._pending.append(job)
         self.metrics.requests += 1
         self._wakeup.set()
-        return await job.future
+        try:
+            return await job.future
+        except asyncio.CancelledError:
+            if job in self._pending:
+                self._pending.remove(job)
+                self.metrics.cancelled += 1
+                log.info("dropped queued job %s: its caller went away", request_id)
+            raise
+
+    def _expire(self) -> None:
+        """Fail (without running) every queued job whose deadline has passed."""
+        now = time.perf_counter()
+        for job in [job for job in self._pending if job.deadline <= now]:
+            self._pending.remove(job)
+            self.metrics.expired += 1
+            waited = now - job.enqueued
+            log.info("dropped queued job %s after %.1f s in the queue", job.request_id, waited)
+            if not job.future.done():
+                message = f"waited {waited:.0f} s in the queue; retry later"
+                error = QueueTimeoutError(message, retry_after=self.retry_after())
+                job.future.set_exception(error)
 
     def _compatible_images(self, key: BatchKey) -> int:
         return sum(len(job.specs) for job in self._pending if job.key == key)
@@ -116,6 +190,8 @@ class Batcher:
         """Pop the oldest job and every later compatible job that still fits in max_batch images."""
         first = self._pending.popleft()
         batch, images = [first], len(first.specs)
+        if first.key.deterministic:  # served alone
+            return batch
         for job in list(self._pending):
             if job.key == first.key and images + len(job.specs) <= self._max_batch:
                 self._pending.remove(job)
@@ -129,15 +205,20 @@ class Batcher:
             while not self._pending:
                 self._wakeup.clear()
                 await self._wakeup.wait()
+            self._expire()
+            if not self._pending:
+                continue
             head = self._pending[0]
             # A lone request on an idle server goes at once; when others are in flight, more are likely to
             # arrive, so the oldest waits up to the window for compatible companions.
             busy = self._busy_workers > 0 or len(self._pending) > 1
-            if busy and self._window > 0 and self._compatible_images(head.key) < self._max_batch:
+            alone = head.key.deterministic
+            if busy and not alone and self._window > 0 and self._compatible_images(head.key) < self._max_batch:
                 waited_until = head.enqueued + self._window
                 delay = waited_until - time.perf_counter()
                 if delay > 0:
                     await asyncio.sleep(delay)
+            self._expire()
             if not self._pending:
                 continue
             await self._run(worker, self._take_batch())
@@ -157,9 +238,10 @@ class Batcher:
         )
         self._busy_workers += 1
         try:
-            images = await worker.run(batch[0].key, specs)
+            generated = await worker.run(batch[0].key, specs)
         except Exception as exc:
             self.metrics.failed_batches += 1
+            self.metrics.consecutive_failed_batches += 1
             log.exception("batch failed on %s ids=%s", worker.device, ids)
             for job in batch:
                 if not job.future.done():
@@ -168,6 +250,9 @@ class Batcher:
         finally:
             self._busy_workers -= 1
         inference_ms = (time.perf_counter() - started) * 1000.0
+        self.metrics.consecutive_failed_batches = 0
+        self._seconds_per_image = 0.7 * self._seconds_per_image + 0.3 * inference_ms / 1000.0 / len(specs)
+        images, nsfw = generated.images, generated.nsfw
         offset = 0
         for job in batch:
             count = len(job.specs)
@@ -175,6 +260,7 @@ class Batcher:
                 job.future.set_result(
                     BatchOutcome(
                         images=images[offset : offset + count],
+                        nsfw=nsfw[offset : offset + count],
                         batch_images=len(specs),
                         batch_requests=len(batch),
                         queue_ms=(started - job.enqueued) * 1000.0,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -51,7 +53,7 @@ def load_pipeline(settings: Settings, *, dtype: torch.dtype) -> Pipeline:
     return _SDPipeline.from_pretrained(model_dir, dtype=dtype, local_files_only=True, **extra)
 
 
-def optimize_pipeline(pipe: Pipeline, settings: Settings, *, device: str) -> Pipeline:
+def optimize_pipeline(pipe: Pipeline, settings: Settings, *, device: str, backend: Any = None) -> Pipeline:
     """Move to device and apply SDPA, QKV fusion, channels_last and torch.compile as configured."""
     dtype = resolve_dtype(settings, device)
     pipe = pipe.to(device) if pipe.unet.dtype == dtype else pipe.to(device=device, dtype=dtype)
@@ -71,21 +73,73 @@ def optimize_pipeline(pipe: Pipeline, settings: Settings, *, device: str) -> Pip
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     if settings.compile:
-        _compile(pipe, settings)
+        _compile(pipe, settings, backend=backend)
     return pipe
 
 
-def _compile(pipe: Pipeline, settings: Settings) -> None:
-    """Compile the UNet and the VAE decoder with the configured mode (one graph per warmed shape)."""
+def _compile(pipe: Pipeline, settings: Settings, *, backend: Any = None) -> None:
+    """Compile the UNet and the VAE decoder (static shapes: one graph per warmed shape, all made at warm-up).
+
+    The UNet gets every scheduler's timestep as one float32 tensor (PNDM/DDIM pass int64, Euler/LMS float32),
+    so changing the scheduler never changes the graph; the uncompiled callables stay on the pipeline for
+    deterministic requests. backend replaces Inductor (tests count compilations with it).
+    """
     import torch._dynamo  # noqa: PLC0415
     import torch._inductor.config as inductor_config  # noqa: PLC0415
 
-    # Each served (batch, size) pair is its own static graph; keep them all instead of falling back to eager.
+    # Each warmed (batch, size, CFG) is its own static graph; keep them all. After warm-up the server sets the
+    # "eager_on_recompile" stance, so an unforeseen shape runs eagerly instead of compiling on the worker thread.
     torch._dynamo.config.cache_size_limit = max(64, torch._dynamo.config.cache_size_limit)
     inductor_config.conv_1x1_as_mm = True
     inductor_config.coordinate_descent_tuning = True
     inductor_config.epilogue_fusion = False
     inductor_config.coordinate_descent_check_all_directions = True
-    log.info("compiling unet and vae decoder with mode=%s", settings.compile_mode)
-    pipe.unet = torch.compile(pipe.unet, mode=settings.compile_mode, fullgraph=True, dynamic=False)
-    pipe.vae.decode = torch.compile(pipe.vae.decode, mode=settings.compile_mode, fullgraph=True, dynamic=False)
+    options: dict[str, Any] = {"backend": backend} if backend is not None else {"mode": settings.compile_mode}
+    log.info("compiling unet and vae decoder with %s", options)
+    unet, vae = pipe.unet, pipe.vae
+    eager_unet, eager_decode = unet.forward, vae.decode
+    compiled_unet: Any = torch.compile(eager_unet, fullgraph=True, dynamic=False, **options)
+    compiled_decode = torch.compile(eager_decode, fullgraph=True, dynamic=False, **options)
+
+    def unet_forward(sample: torch.Tensor, timestep: Any, *args: Any, **kwargs: Any) -> Any:
+        timestep = torch.as_tensor(timestep, device=sample.device).to(torch.float32)
+        return compiled_unet(sample, timestep, *args, **kwargs)
+
+    unet.forward = unet_forward
+    vae.decode = compiled_decode
+    # (compiled unet forward, eager unet forward, compiled decode, eager decode), read by deterministic_kernels.
+    pipe.__dict__[_COMPILED_PARTS] = (unet_forward, eager_unet, compiled_decode, eager_decode)
+
+
+_COMPILED_PARTS = "_genart_compiled_parts"
+
+
+@contextlib.contextmanager
+def deterministic_kernels(pipe: Pipeline) -> Iterator[None]:
+    """Run this pipeline uncompiled with deterministic kernels (no TF32, no cuDNN autotuning) for one call.
+
+    The backend flags are process-wide: a batch running at the same moment on another GPU also gets them.
+    """
+    backends = torch.backends
+    saved = (
+        backends.cudnn.deterministic,
+        backends.cudnn.benchmark,
+        backends.cuda.matmul.allow_tf32,
+        backends.cudnn.allow_tf32,
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
+    parts = pipe.__dict__.get(_COMPILED_PARTS)
+    backends.cudnn.deterministic, backends.cudnn.benchmark = True, False
+    backends.cuda.matmul.allow_tf32 = backends.cudnn.allow_tf32 = False
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    if parts is not None:
+        pipe.unet.forward, pipe.vae.decode = parts[1], parts[3]
+    try:
+        yield
+    finally:
+        if parts is not None:
+            pipe.unet.forward, pipe.vae.decode = parts[0], parts[2]
+        backends.cudnn.deterministic, backends.cudnn.benchmark = saved[0], saved[1]
+        backends.cuda.matmul.allow_tf32, backends.cudnn.allow_tf32 = saved[2], saved[3]
+        torch.use_deterministic_algorithms(saved[4], warn_only=saved[5])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import json
 import logging
@@ -105,3 +106,80 @@ class RequestContextMiddleware:
             await send({"type": "http.response.body", "body": body})
         finally:
             request_id_var.reset(token)
+
+
+def _json_error(status: int, error: str, message: str, field: str) -> tuple[Message, Message]:
+    body = json.dumps(
+        {
+            "error": error,
+            "message": message,
+            "request_id": request_id_var.get(),
+            "fields": [{"field": field, "message": message}],
+        }
+    ).encode()
+    start = {
+        "type": "http.response.start",
+        "status": status,
+        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+    }
+    return start, {"type": "http.response.body", "body": body}
+
+
+class BodyLimitMiddleware:
+    """Reads a request body up to max_bytes within timeout_s before the app sees it: 413 if larger, 408 if slower."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int, timeout_s: float) -> None:
+        """Wrap the ASGI app with the limits."""
+        self.app = app
+        self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Buffer the body (bounded in size and time), then replay it to the app."""
+        if scope["type"] != "http" or scope.get("method") not in {"POST", "PUT", "PATCH"}:
+            await self.app(scope, receive, send)
+            return
+        too_large = f"request body is larger than {self.max_bytes} bytes"
+        declared = dict(scope.get("headers", [])).get(b"content-length", b"").decode("latin-1")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            await self._reject(send, 413, "body_too_large", too_large)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_s
+        while True:
+            try:
+                message = await asyncio.wait_for(receive(), timeout=max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                message_text = f"request body not received within {self.timeout_s:g} s"
+                await self._reject(send, 408, "body_timeout", message_text)
+                return
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await self._reject(send, 413, "body_too_large", too_large)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()  # after the body: the disconnect the app may watch for
+
+        await self.app(scope, replay, send)
+
+    @staticmethod
+    async def _reject(send: Send, status: int, error: str, message: str) -> None:
+        log.info("rejected request body: %s", message)
+        start, body = _json_error(status, error, message, "body")
+        await send(start)
+        await send(body)

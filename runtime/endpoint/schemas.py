@@ -41,12 +41,20 @@ class GenerationRequest(BaseModel):
     scheduler: str
     output: Literal["inline", "s3"] = "inline"
     image_format: Literal["png", "jpeg"] = "png"
+    deterministic: bool = Field(
+        default=False,
+        strict=True,
+        description="serve alone (not batched), uncompiled, with deterministic kernels: see docs/diffusion.md",
+    )
 
 
 def build_request_model(settings: Settings) -> type[GenerationRequest]:
     """Return a GenerationRequest subclass whose fields carry this deployment's explicit limits."""
-    side_default = min(512, settings.max_side)
-    side = Field(default=side_default, ge=MIN_SIDE, le=settings.max_side, multiple_of=8, description="pixels")
+    width_default, height_default = settings.sizes[0] if settings.sizes else (min(512, settings.max_side),) * 2
+    allowed = ", ".join(f"{w}x{h}" for w, h in settings.sizes) or "any"
+    note = f"pixels; width x height must be one of: {allowed}"
+    width = Field(default=width_default, ge=MIN_SIDE, le=settings.max_side, multiple_of=8, description=note)
+    height = Field(default=height_default, ge=MIN_SIDE, le=settings.max_side, multiple_of=8, description=note)
     fields: dict[str, Any] = {
         "prompt": (str, Field(min_length=1, max_length=settings.max_prompt_chars, strict=True)),
         "negative_prompt": (str | None, Field(default=None, max_length=settings.max_prompt_chars, strict=True)),
@@ -55,8 +63,8 @@ def build_request_model(settings: Settings) -> type[GenerationRequest]:
             Field(default=min(30, settings.max_steps), ge=1, le=settings.max_steps),
         ),
         "guidance_scale": (float, Field(default=7.5, ge=0.0, le=MAX_GUIDANCE, allow_inf_nan=False, strict=True)),
-        "width": (JsonInt, side),
-        "height": (JsonInt, side),
+        "width": (JsonInt, width),
+        "height": (JsonInt, height),
         "num_images": (JsonInt, Field(default=1, ge=1, le=settings.max_images)),
         "seed": (SeedInt | None, Field(default=None, description="seed of image 0; image i uses seed + i")),
         "scheduler": (Literal[SCHEDULER_NAMES], Field(default="default")),
@@ -70,6 +78,7 @@ class ImageResult(BaseModel):
 
     seed: int
     format: Literal["png", "jpeg"]
+    nsfw: bool = Field(description="flagged by the safety checker: the image is then all black (kept, not omitted)")
     b64: str | None = None
     s3_uri: str | None = None
 
@@ -87,6 +96,7 @@ class InvocationResponse(BaseModel):
     batch_size: int = Field(description="images generated in the pipeline call that served this request")
     queue_ms: float
     inference_ms: float
+    safety_checker: bool = Field(description="whether a safety checker ran (false: every nsfw is false unchecked)")
 
 
 class FieldError(BaseModel):
@@ -108,4 +118,4 @@ class ErrorResponse(BaseModel):
 class PingResponse(BaseModel):
     """Health state reported by /ping."""
 
-    status: Literal["healthy", "loading", "failed"]
+    status: Literal["healthy", "loading", "failed", "unhealthy"]

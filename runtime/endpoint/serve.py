@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,9 +27,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments, configure caches and logging, and run uvicorn until stopped."""
     args = _parse(argv)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
+    # runtime/endpoint/__init__.py has set HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE before anything imported a hub library.
     from .settings import ConfigError, Settings  # noqa: PLC0415
 
     overrides: dict[str, Any] = {}
@@ -66,8 +63,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         def factory(_device: str) -> object:
             return build_random_pipeline(preset=preset)
 
-    app = create_app(settings=settings, factory=factory)
-    uvicorn.run(app, host=args.host, port=settings.port, log_config=None, access_log=False, timeout_keep_alive=75)
+    failures: list[BaseException] = []
+    server: uvicorn.Server | None = None
+
+    def stop_on_failure(exc: BaseException) -> None:
+        # SageMaker would otherwise wait out the whole startup timeout on a process that can never serve.
+        failures.append(exc)
+        if server is not None:
+            server.should_exit = True
+
+    app = create_app(settings=settings, factory=factory, on_load_failure=stop_on_failure)
+    config = uvicorn.Config(
+        app, host=args.host, port=settings.port, log_config=None, access_log=False, timeout_keep_alive=75
+    )
+    server = uvicorn.Server(config)
+    server.run()
+    if failures:
+        print(f"serve: model load failed: {type(failures[0]).__name__}: {failures[0]}", file=sys.stderr, flush=True)
+        return 3
     return 0
 
 

@@ -79,15 +79,17 @@ def _tiny_configs() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         "attention_head_dim": 2,
         "norm_num_groups": 4,
     }
+    # Four blocks like SD's VAE: scale factor 2**3 = 8, so a 512 px image is 64x64 latents, as in real SD.
     vae = {
-        "block_out_channels": (8, 8),
+        "block_out_channels": (4, 4, 4, 4),
         "in_channels": 3,
         "out_channels": 3,
-        "down_block_types": ("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        "up_block_types": ("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        "down_block_types": ("DownEncoderBlock2D",) * 4,
+        "up_block_types": ("UpDecoderBlock2D",) * 4,
         "latent_channels": 4,
+        "layers_per_block": 1,
         "norm_num_groups": 4,
-        "sample_size": 16,
+        "sample_size": 64,
     }
     text = {
         "hidden_size": 16,

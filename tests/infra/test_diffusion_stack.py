@@ -88,15 +88,25 @@ def test_model_reads_the_configured_weights_prefix_with_the_contract_settings(en
     assert "ModelsBucket" in _text(source["S3Uri"])
     environment = dict(container["Environment"])
     assert "OutputsBucket" in _text(environment.pop(contract.ENV_OUTPUTS_BUCKET))
-    # Compiled fp16 on the GPU, the compile cache on the instance disk, never a model hub.
-    assert environment == {
+    cache_uri = environment.pop(contract.ENV_COMPILE_CACHE_S3_URI)
+    assert _suffix(cache_uri) == "/diffusion-compile-cache/sd15/"
+    assert cache_uri["Fn::Join"][1][0] == "s3://"
+    assert "ModelsBucket" in _text(cache_uri["Fn::Join"][1][1])
+    # Compiled fp16 on the GPU, the compile cache on the instance disk and shared through S3, never a model hub;
+    # an async response is an S3 object, so it may carry more inline images than a real-time one.
+    expected = {
         contract.ENV_OUTPUTS_PREFIX: "diffusion/",
         contract.ENV_COMPILE: "1",
         contract.ENV_DTYPE: "fp16",
         contract.ENV_COMPILE_CACHE_DIR: contract.COMPILE_CACHE_DIR,
         contract.ENV_HF_HUB_OFFLINE: "1",
     }
-    assert set(container_environment(outputs_bucket_name="b")) == {*environment, contract.ENV_OUTPUTS_BUCKET}
+    if MODES[env_name] == "async":
+        expected[contract.ENV_MAX_INLINE_BYTES] = "500000000"
+    assert environment == expected
+    names = container_environment(outputs_bucket_name="b", compile_cache_s3_uri="s3://m/p/", asynchronous=True)
+    buckets = {contract.ENV_OUTPUTS_BUCKET, contract.ENV_COMPILE_CACHE_S3_URI}
+    assert set(names) == {*expected, contract.ENV_MAX_INLINE_BYTES, *buckets}
 
 
 @pytest.mark.parametrize("env_name", VARIANTS)
@@ -143,8 +153,29 @@ def test_container_writes_images_only_under_its_outputs_prefixes(env_name: str) 
     expected = {"/" + contract.OUTPUTS_PREFIX + "*"}
     if MODES[env_name] == "async":
         expected |= {"/" + contract.ASYNC_OUTPUT_PREFIX + "*", "/" + contract.ASYNC_FAILURE_PREFIX + "*"}
-    assert {_suffix(s["Resource"]) for s in writes} == expected
-    assert all("OutputsBucket" in _text(s["Resource"]) for s in writes)
+    cache = "/diffusion-compile-cache/sd15/*"
+    assert {_suffix(s["Resource"]) for s in writes} == expected | {cache}
+    assert all(
+        ("ModelsBucket" if _suffix(s["Resource"]) == cache else "OutputsBucket") in _text(s["Resource"]) for s in writes
+    )
+
+
+@pytest.mark.parametrize("env_name", ["dev", "prod"])
+def test_container_reads_and_writes_the_shared_compile_cache_prefix_of_the_models_bucket_only(env_name: str) -> None:
+    statements = [
+        s
+        for policy in resources_of_type(_diffusion(env_name).json, "AWS::IAM::Policy").values()
+        for s in policy["Properties"]["PolicyDocument"]["Statement"]
+        if s.get("Sid", "").startswith(("ContainerReads", "ContainerWrites")) and "ModelsBucket" in _text(s["Resource"])
+    ]
+    by_sid = {s["Sid"]: s for s in statements}
+    assert set(by_sid) == {"ContainerReadsDiffusionCompileCacheSd15", "ContainerWritesDiffusionCompileCacheSd15"}
+    assert by_sid["ContainerReadsDiffusionCompileCacheSd15"]["Action"] == "s3:GetObject"
+    assert sorted(by_sid["ContainerWritesDiffusionCompileCacheSd15"]["Action"]) == [
+        "s3:AbortMultipartUpload",
+        "s3:PutObject",
+    ]
+    assert {_suffix(s["Resource"]) for s in statements} == {"/" + contract.compile_cache_prefix("sd15") + "*"}
 
 
 @pytest.mark.parametrize("env_name", VARIANTS)

@@ -172,6 +172,18 @@ def test_execution_role_is_trusted_by_sagemaker_and_scoped_to_its_prefixes(async
     assert sids["EncryptedAsyncTopics"]["Action"] == ["kms:Decrypt", "kms:GenerateDataKey*"]
 
 
+def test_grant_container_read_allows_get_object_under_the_prefix_only(docker_context: Path) -> None:
+    system, endpoint = _endpoint(docker_context, asynchronous=False, min_instances=1)
+    endpoint.grant_container_read(system.models, "cache/m1/")
+    template = system.template()
+    sids = by_sid(statements_of_role(template, _role_id(template)))
+    read = sids["ContainerReadsCacheM1"]
+    assert read["Action"] == "s3:GetObject"
+    assert suffix(read["Resource"]) == "/cache/m1/*"
+    assert "models" in text(read["Resource"]).lower()
+    assert "Condition" not in read
+
+
 def test_execution_role_pulls_only_the_system_repository(async_template: dict[str, Any]) -> None:
     statements = statements_of_role(async_template, _role_id(async_template))
     pulls = [s for s in statements if "ecr:BatchGetImage" in as_list(s["Action"])]

@@ -26,6 +26,7 @@ TEST_ENV = {
     "GENART_WARMUP_SIZES": "64",
     "GENART_WARMUP_STEPS": "1",
     "GENART_MAX_PROMPT_CHARS": "200",
+    "GENART_SIZES": "any",
 }
 
 # Small, valid request used across tests (64x64, 2 steps keeps each call well under a second on 2 cores).

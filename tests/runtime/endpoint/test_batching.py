@@ -124,22 +124,30 @@ def test_incompatible_requests_are_not_batched_together() -> None:
     assert app.state.server.batcher.metrics.multi_request_batches == 0
 
 
-def test_full_queue_answers_429_busy() -> None:
-    app = create_app(settings=make_settings(GENART_MAX_QUEUE="1"), factory=tiny_factory, devices=["cpu"])
+def test_queue_is_bounded_in_images_and_busy_answers_429_with_retry_after() -> None:
+    app = create_app(settings=make_settings(GENART_MAX_QUEUE="3"), factory=tiny_factory, devices=["cpu"])
 
-    async def scenario(client: httpx.AsyncClient) -> tuple[int, int, dict[str, Any], int]:
+    async def scenario(client: httpx.AsyncClient) -> tuple[list[int], httpx.Response, int]:
         gate = _gate_worker(app)
+        batcher = app.state.server.batcher
         first = asyncio.create_task(client.post("/invocations", json={**BASE_REQUEST, "seed": 1}))
-        while app.state.server.batcher.metrics.batches == 0:  # first request is on the worker
+        while batcher.metrics.batches == 0:  # first request is on the worker
             await asyncio.sleep(0.01)
-        second = asyncio.create_task(client.post("/invocations", json={**BASE_REQUEST, "seed": 2}))
-        while app.state.server.batcher.queued == 0:  # second request waits in the queue
+        second = asyncio.create_task(client.post("/invocations", json={**BASE_REQUEST, "seed": 2, "num_images": 2}))
+        while batcher.queued_images < 2:  # two images wait in the queue
             await asyncio.sleep(0.01)
-        third = await client.post("/invocations", json={**BASE_REQUEST, "seed": 3})
+        over = client.post("/invocations", json={**BASE_REQUEST, "seed": 3, "num_images": 2})  # 2 + 2 > 3 images
+        busy = await asyncio.wait_for(over, timeout=5)  # answered at once, not queued
+        third = asyncio.create_task(client.post("/invocations", json={**BASE_REQUEST, "seed": 4}))  # 3 images: fits
+        while batcher.queued_images < 3:
+            await asyncio.sleep(0.01)
         gate.set()
-        return (await first).status_code, (await second).status_code, third.json(), third.status_code
+        statuses = [(await task).status_code for task in (first, second, third)]
+        return statuses, busy, batcher.metrics.rejected_busy
 
-    first, second, busy, busy_status = asyncio.run(_run_with_client(app, scenario))
-    assert (first, second) == (200, 200)
-    assert busy_status == 429
-    assert busy["error"] == "busy"
+    statuses, busy, rejected = asyncio.run(_run_with_client(app, scenario))
+    assert statuses == [200, 200, 200]
+    assert busy.status_code == 429
+    assert busy.json()["error"] == "busy"
+    assert 1 <= int(busy.headers["retry-after"]) <= 60
+    assert rejected == 1
