@@ -16,12 +16,13 @@ import boto3
 import httpx
 from botocore.exceptions import ClientError
 
+from ..common.errors import GenArtError
 from . import contract
 
 ASYNC_INPUT_PREFIX = contract.ASYNC_INPUT_PREFIX
 
 
-class EndpointCallError(RuntimeError):
+class EndpointCallError(GenArtError, RuntimeError):
     """The endpoint answered with an error or the async result never arrived."""
 
 

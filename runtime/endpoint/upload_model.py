@@ -12,11 +12,14 @@ from typing import Any
 import boto3
 from boto3.s3.transfer import TransferConfig
 
-MODEL_PREFIX = "diffusion/"
+from ..common.errors import InputError
+from . import contract
+
+MODEL_PREFIX = contract.MODELS_PREFIX
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 
 
-class UploadError(ValueError):
+class UploadError(InputError):
     """The source folder or model name cannot be uploaded."""
 
 

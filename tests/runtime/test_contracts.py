@@ -76,7 +76,10 @@ def test_infra_imports_only_the_contract_modules_of_runtimes() -> None:
 
 def test_runtime_errors_share_one_base() -> None:
     from runtime.common.errors import GenArtError, InputError
+    from runtime.endpoint.client import EndpointCallError
+    from runtime.endpoint.upload_model import UploadError
     from runtime.pipeline.stylegan2.dataset_tool import DatasetError
     from runtime.pipeline.stylegan2.export_onnx import OnnxMismatchError
 
-    assert issubclass(DatasetError, InputError) and issubclass(OnnxMismatchError, GenArtError)
+    assert issubclass(DatasetError, InputError) and issubclass(UploadError, InputError)
+    assert issubclass(OnnxMismatchError, GenArtError) and issubclass(EndpointCallError, GenArtError)
