@@ -161,31 +161,33 @@ def _object_exists(client: ClientFactory, bucket: str, key: str) -> bool:
     return True
 
 
+def _presence(client: ClientFactory, *, name: str, bucket: str, key: str, missing: str, fix: str) -> Check:
+    """Whether one object is in the bucket, as a checklist line."""
+    if _object_exists(client, bucket, key):
+        return Check(name, True, "present")
+    return Check(name, False, missing, fix)
+
+
 def check_models(client: ClientFactory, config: EnvConfig, bucket: str) -> Iterator[Check]:
     """The generator the bot serves and the diffusers weights the endpoint loads are in the models bucket."""
     key = config.bot.model_key
-    yield (
-        Check(f"bot generator s3://{bucket}/{key}", True, "present")
-        if _object_exists(client, bucket, key)
-        else Check(
-            f"bot generator s3://{bucket}/{key}",
-            False,
-            "not published yet (the bot waits for it)",
-            "run the pipeline (docs/pipeline.md) or aws s3 cp generator.onnx to that key",
-        )
+    yield _presence(
+        client,
+        name=f"bot generator s3://{bucket}/{key}",
+        bucket=bucket,
+        key=key,
+        missing="not published yet (the bot waits for it)",
+        fix="run the pipeline (docs/pipeline.md) or aws s3 cp generator.onnx to that key",
     )
     prefix = endpoint_contract.model_prefix(config.diffusion.model_name)
-    index = f"{prefix}model_index.json"
-    yield (
-        Check(f"diffusion weights s3://{bucket}/{prefix}", True, "present")
-        if _object_exists(client, bucket, index)
-        else Check(
-            f"diffusion weights s3://{bucket}/{prefix}",
-            False,
-            "no model_index.json (the endpoint never turns healthy without weights)",
-            f"python -m runtime.endpoint.upload_model --source <diffusers folder> --bucket {bucket} "
-            f"--name {config.diffusion.model_name}",
-        )
+    yield _presence(
+        client,
+        name=f"diffusion weights s3://{bucket}/{prefix}",
+        bucket=bucket,
+        key=f"{prefix}model_index.json",
+        missing="no model_index.json (the endpoint never turns healthy without weights)",
+        fix=f"python -m runtime.endpoint.upload_model --source <diffusers folder> --bucket {bucket} "
+        f"--name {config.diffusion.model_name}",
     )
 
 
