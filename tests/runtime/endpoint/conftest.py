@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import torch
+import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -97,3 +102,24 @@ def shared_client() -> Iterator[TestClient]:
     with TestClient(app, raise_server_exceptions=False) as client:
         wait_healthy(client)
         yield client
+
+
+@contextlib.contextmanager
+def real_server(app: FastAPI) -> Iterator[str]:
+    """Serve app with uvicorn on a free local port until /ping is 200 (real sockets: clients can disconnect)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while not server.started or httpx.get(f"{url}/ping").status_code != 200:
+        assert time.monotonic() < deadline, "local server did not turn healthy"
+        time.sleep(0.05)
+    try:
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(10)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import io
 import os
 import socket
@@ -12,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,6 @@ import httpx
 import numpy as np
 import pytest
 import torch
-import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from moto import mock_aws
@@ -36,7 +34,7 @@ from runtime.endpoint.encoding import encode_image
 from runtime.endpoint.request_context import BodyLimitMiddleware
 from runtime.endpoint.tiny_pipeline import build_random_pipeline
 
-from .conftest import BASE_REQUEST, make_settings, tiny_factory
+from .conftest import BASE_REQUEST, make_settings, real_server, tiny_factory
 
 REPO = Path(__file__).resolve().parents[3]
 StartApp = Callable[..., TestClient]
@@ -57,27 +55,6 @@ def _gate(app: FastAPI) -> tuple[threading.Event, list[int]]:
     return gate, calls
 
 
-@contextlib.contextmanager
-def _real_server(app: FastAPI) -> Iterator[str]:
-    """Serve app with uvicorn on a free local port (real sockets, so a client can really disconnect)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while not server.started or httpx.get(f"{url}/ping").status_code != 200:
-        assert time.monotonic() < deadline, "local server did not turn healthy"
-        time.sleep(0.05)
-    try:
-        yield url
-    finally:
-        server.should_exit = True
-        thread.join(10)
-
-
 def _wait(condition: Callable[[], bool], timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -87,7 +64,7 @@ def _wait(condition: Callable[[], bool], timeout: float = 10.0) -> None:
 
 def test_jobs_of_clients_that_disconnect_are_never_computed() -> None:
     app = create_app(settings=make_settings(), factory=tiny_factory, devices=["cpu"])
-    with _real_server(app) as url:
+    with real_server(app) as url:
         gate, calls = _gate(app)
         metrics = app.state.server.batcher.metrics
         busy: dict[str, Any] = {}

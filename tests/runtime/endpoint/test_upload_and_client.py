@@ -5,9 +5,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +12,6 @@ from typing import Any
 import boto3
 import httpx
 import pytest
-import uvicorn
 from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
 from moto import mock_aws
@@ -24,7 +20,7 @@ from PIL import Image
 from runtime.endpoint import client, upload_model
 from runtime.endpoint.app import create_app
 
-from .conftest import make_settings, tiny_factory
+from .conftest import make_settings, real_server, tiny_factory
 
 REGION = "us-east-1"
 
@@ -73,19 +69,8 @@ def test_upload_model_rejects_non_diffusers_folder_and_bad_names(s3: Any, tmp_pa
 @pytest.fixture
 def local_server() -> Iterator[str]:
     app = create_app(settings=make_settings(), factory=tiny_factory, devices=["cpu"], load_before_serving=True)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "local server did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with real_server(app) as url:
+        yield url
 
 
 def test_client_cli_against_local_server_saves_images(local_server: str, tmp_path: Path) -> None:
