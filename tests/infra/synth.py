@@ -109,3 +109,17 @@ def normalized(template: dict[str, Any]) -> dict[str, Any]:
 def resources_of_type(template: dict[str, Any], cfn_type: str) -> dict[str, dict[str, Any]]:
     """Resources of one CloudFormation type, by logical id."""
     return {k: v for k, v in template.get("Resources", {}).items() if v["Type"] == cfn_type}
+
+
+def text(value: Any) -> str:
+    """A template value flattened to text, so a joined ARN can be matched on its literal parts."""
+    return json.dumps(value, sort_keys=True)
+
+
+def suffix(value: Any) -> str:
+    """The literal tail of an ARN or URI built with Fn::Join (the key pattern after the bucket token)."""
+    if isinstance(value, str):
+        return value
+    parts = value["Fn::Join"][1]
+    assert isinstance(parts[-1], str), value
+    return parts[-1]  # type: ignore[no-any-return]

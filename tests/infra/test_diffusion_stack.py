@@ -18,8 +18,10 @@ from tests.infra.synth import (
     SynthesizedStack,
     realtime_app,
     resources_of_type,
+    suffix,
     synth_config,
     synth_env,
+    text,
 )
 
 VARIANTS = ["dev", "prod", "realtime"]
@@ -46,25 +48,12 @@ def _one(stack: SynthesizedStack, cfn_type: str) -> dict[str, Any]:
     return resource["Properties"]  # type: ignore[no-any-return]
 
 
-def _text(value: Any) -> str:
-    return json.dumps(value, sort_keys=True)
-
-
-def _suffix(value: Any) -> str:
-    """The literal tail of an ARN or URI built with Fn::Join (the key prefix after the bucket token)."""
-    if isinstance(value, str):
-        return value
-    parts = value["Fn::Join"][1]
-    assert isinstance(parts[-1], str), value
-    return parts[-1]  # type: ignore[no-any-return]
-
-
 @pytest.mark.parametrize("env_name", VARIANTS)
 def test_image_is_published_into_storages_diffusion_repository(env_name: str) -> None:
     app = _app(env_name)
     name = app.config.name
     image = _one(_diffusion(env_name), "AWS::SageMaker::Model")["PrimaryContainer"]["Image"]
-    assert f"/genart-{name}/diffusion:" in _text(image)
+    assert f"/genart-{name}/diffusion:" in text(image)
     manifest = Path(app.stacks.diffusion.node.root.outdir) / f"{app.stacks.diffusion.artifact_id}.assets.json"
     (asset,) = json.loads(manifest.read_text())["dockerImages"].values()
     assert (asset["source"]["dockerFile"], asset["source"]["platform"]) == (contract.IMAGE_DOCKERFILE, "linux/amd64")
@@ -84,14 +73,14 @@ def test_image_is_published_into_storages_diffusion_repository(env_name: str) ->
 def test_model_reads_the_configured_weights_prefix_with_the_contract_settings(env_name: str) -> None:
     container = _one(_diffusion(env_name), "AWS::SageMaker::Model")["PrimaryContainer"]
     source = container["ModelDataSource"]["S3DataSource"]
-    assert _suffix(source["S3Uri"]) == "/" + contract.model_prefix("sd15")
-    assert "ModelsBucket" in _text(source["S3Uri"])
+    assert suffix(source["S3Uri"]) == "/" + contract.model_prefix("sd15")
+    assert "ModelsBucket" in text(source["S3Uri"])
     environment = dict(container["Environment"])
-    assert "OutputsBucket" in _text(environment.pop(contract.ENV_OUTPUTS_BUCKET))
+    assert "OutputsBucket" in text(environment.pop(contract.ENV_OUTPUTS_BUCKET))
     cache_uri = environment.pop(contract.ENV_COMPILE_CACHE_S3_URI)
-    assert _suffix(cache_uri) == "/diffusion-compile-cache/sd15/"
+    assert suffix(cache_uri) == "/diffusion-compile-cache/sd15/"
     assert cache_uri["Fn::Join"][1][0] == "s3://"
-    assert "ModelsBucket" in _text(cache_uri["Fn::Join"][1][1])
+    assert "ModelsBucket" in text(cache_uri["Fn::Join"][1][1])
     # Compiled fp16 on the GPU, the compile cache on the instance disk and shared through S3, never a model hub;
     # an async response is an S3 object, so it may carry more inline images than a real-time one.
     expected = {
@@ -127,11 +116,11 @@ def test_endpoint_size_timeouts_and_scaling_bounds_come_from_cdk_json(env_name: 
 
 def test_async_uses_the_contract_prefixes_and_realtime_has_no_async_config() -> None:
     dev = _one(_diffusion("dev"), "AWS::SageMaker::EndpointConfig")["AsyncInferenceConfig"]
-    assert _suffix(dev["OutputConfig"]["S3OutputPath"]) == "/" + contract.ASYNC_OUTPUT_PREFIX
-    assert _suffix(dev["OutputConfig"]["S3FailurePath"]) == "/" + contract.ASYNC_FAILURE_PREFIX
+    assert suffix(dev["OutputConfig"]["S3OutputPath"]) == "/" + contract.ASYNC_OUTPUT_PREFIX
+    assert suffix(dev["OutputConfig"]["S3FailurePath"]) == "/" + contract.ASYNC_FAILURE_PREFIX
     config = synth_env("dev").config.diffusion
     assert dev["ClientConfig"]["MaxConcurrentInvocationsPerInstance"] == config.max_concurrent_invocations_per_instance
-    assert "OutputsBucket" in _text(dev["OutputConfig"]["S3OutputPath"])
+    assert "OutputsBucket" in text(dev["OutputConfig"]["S3OutputPath"])
     assert "AsyncInferenceConfig" not in _one(_diffusion("realtime"), "AWS::SageMaker::EndpointConfig")
 
 
@@ -154,9 +143,9 @@ def test_container_writes_images_only_under_its_outputs_prefixes(env_name: str) 
     if MODES[env_name] == "async":
         expected |= {"/" + contract.ASYNC_OUTPUT_PREFIX + "*", "/" + contract.ASYNC_FAILURE_PREFIX + "*"}
     cache = "/diffusion-compile-cache/sd15/*"
-    assert {_suffix(s["Resource"]) for s in writes} == expected | {cache}
+    assert {suffix(s["Resource"]) for s in writes} == expected | {cache}
     assert all(
-        ("ModelsBucket" if _suffix(s["Resource"]) == cache else "OutputsBucket") in _text(s["Resource"]) for s in writes
+        ("ModelsBucket" if suffix(s["Resource"]) == cache else "OutputsBucket") in text(s["Resource"]) for s in writes
     )
 
 
@@ -166,7 +155,7 @@ def test_container_reads_and_writes_the_shared_compile_cache_prefix_of_the_model
         s
         for policy in resources_of_type(_diffusion(env_name).json, "AWS::IAM::Policy").values()
         for s in policy["Properties"]["PolicyDocument"]["Statement"]
-        if s.get("Sid", "").startswith(("ContainerReads", "ContainerWrites")) and "ModelsBucket" in _text(s["Resource"])
+        if s.get("Sid", "").startswith(("ContainerReads", "ContainerWrites")) and "ModelsBucket" in text(s["Resource"])
     ]
     by_sid = {s["Sid"]: s for s in statements}
     assert set(by_sid) == {"ContainerReadsDiffusionCompileCacheSd15", "ContainerWritesDiffusionCompileCacheSd15"}
@@ -175,7 +164,7 @@ def test_container_reads_and_writes_the_shared_compile_cache_prefix_of_the_model
         "s3:AbortMultipartUpload",
         "s3:PutObject",
     ]
-    assert {_suffix(s["Resource"]) for s in statements} == {"/" + contract.compile_cache_prefix("sd15") + "*"}
+    assert {suffix(s["Resource"]) for s in statements} == {"/" + contract.compile_cache_prefix("sd15") + "*"}
 
 
 @pytest.mark.parametrize("env_name", VARIANTS)
@@ -187,7 +176,7 @@ def test_every_alarm_but_the_scaling_trigger_notifies_the_ops_alerts_topic(env_n
     for alarm in health.values():
         (action,) = alarm["AlarmActions"]
         assert alarm["OKActions"] == [action]
-        assert "OpsAlerts" in _text(action), action
+        assert "OpsAlerts" in text(action), action
     assert not resources_of_type(stack.json, "AWS::SNS::Subscription")
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +14,11 @@ from aws_cdk.assertions import Template
 
 from infra.components.image_repository import ImageRepository
 from infra.components.published_image import PublishedImage
+from tests.infra.intrinsics import as_list
+from tests.infra.synth import resources_of_type as resources
+from tests.infra.synth import suffix, text
+
+__all__ = ["as_list", "resources", "suffix", "text"]
 
 
 def new_app(**kwargs: Any) -> cdk.App:
@@ -52,24 +56,10 @@ class SystemFixture:
         return Template.from_stack(self.stack).to_json()  # type: ignore[no-any-return]
 
 
-def resources(template: dict[str, Any], cfn_type: str) -> dict[str, dict[str, Any]]:
-    """Resources of one type, by logical id."""
-    return {k: v for k, v in template["Resources"].items() if v["Type"] == cfn_type}
-
-
 def only(template: dict[str, Any], cfn_type: str) -> dict[str, Any]:
     """Properties of the single resource of a type (fails if there are zero or several)."""
     (resource,) = resources(template, cfn_type).values()
     return resource["Properties"]  # type: ignore[no-any-return]
-
-
-def text(value: Any) -> str:
-    """A template value flattened to text, so a joined ARN can be matched on its literal parts."""
-    return json.dumps(value, sort_keys=True)
-
-
-def as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
 
 
 def statements_of_role(template: dict[str, Any], role_logical_id: str) -> list[dict[str, Any]]:
@@ -83,12 +73,3 @@ def statements_of_role(template: dict[str, Any], role_logical_id: str) -> list[d
 
 def by_sid(statements: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {s["Sid"]: s for s in statements if "Sid" in s}
-
-
-def suffix(value: Any) -> str:
-    """The literal tail of an ARN or URI built with Fn::Join (the key pattern after the bucket token)."""
-    if isinstance(value, str):
-        return value
-    parts = value["Fn::Join"][1]
-    assert isinstance(parts[-1], str), value
-    return parts[-1]  # type: ignore[no-any-return]
