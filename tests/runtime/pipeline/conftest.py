@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ import torch
 
 from runtime.pipeline.stylegan2.contract import step_module
 from runtime.pipeline.stylegan2.dataset_tool import IMAGES_FILE, MANIFEST_FILE
+from runtime.pipeline.stylegan2.training_loop import TrainOptions
 
 REPO = Path(__file__).resolve().parents[3]
 PIPELINE_DIR = REPO / "runtime" / "pipeline"
@@ -66,3 +68,15 @@ def step_env() -> dict[str, str]:
 def step_command(module: str, *args: str) -> list[str]:
     """Command line for one step script."""
     return [sys.executable, "-m", step_module(module), *args]
+
+
+def tiny_train_options(root: Path, data: Path, **overrides: Any) -> TrainOptions:
+    """Training options for the tiny 16 px config, writing under root; overrides win."""
+    values: dict[str, Any] = {
+        "data": data,
+        "outdir": root / "model",
+        "checkpoint_dir": root / "checkpoints",
+        "resolution": 16,
+        "cfg": "tiny",
+    }
+    return TrainOptions(**(values | overrides))

@@ -13,19 +13,11 @@ from runtime.pipeline.stylegan2.distributed import DistEnv, average_gradients
 from runtime.pipeline.stylegan2.loss import path_length_penalty
 from runtime.pipeline.stylegan2.training_loop import Trainer, TrainOptions
 
+from .conftest import tiny_train_options
+
 
 def _options(root: Path, data: Path, **overrides: Any) -> TrainOptions:
-    values: dict[str, Any] = {
-        "data": data,
-        "outdir": root / "model",
-        "checkpoint_dir": root / "checkpoints",
-        "resolution": 16,
-        "cfg": "tiny",
-        "batch": 8,
-        "kimg": 1.0,
-    }
-    values.update(overrides)
-    return TrainOptions(**values)
+    return tiny_train_options(root, data, **({"batch": 8, "kimg": 1.0} | overrides))
 
 
 def test_path_length_penalty_on_a_linear_toy_generator() -> None:

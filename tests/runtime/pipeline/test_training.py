@@ -17,16 +17,11 @@ from runtime.pipeline.stylegan2.checkpoint import checkpoint_path, list_checkpoi
 from runtime.pipeline.stylegan2.metrics import METRIC_DEFINITIONS
 from runtime.pipeline.stylegan2.training_loop import Trainer, TrainOptions
 
-from .conftest import PIPELINE_DIR, step_command, step_env
+from .conftest import PIPELINE_DIR, step_command, step_env, tiny_train_options
 
 
 def _options(root: Path, data: Path, **overrides: Any) -> TrainOptions:
     values: dict[str, Any] = {
-        "data": data,
-        "outdir": root / "model",
-        "checkpoint_dir": root / "checkpoints",
-        "resolution": 16,
-        "cfg": "tiny",
         "batch": 4,
         "kimg": 0.024,  # 6 steps
         "snapshot_kimg": 0.012,  # a checkpoint after step 3
@@ -34,8 +29,7 @@ def _options(root: Path, data: Path, **overrides: Any) -> TrainOptions:
         "r1_interval": 2,
         "mirror": True,
     }
-    values.update(overrides)
-    return TrainOptions(**values)
+    return tiny_train_options(root, data, **(values | overrides))
 
 
 def _assert_same(a: Any, b: Any, where: str = "state") -> None:
