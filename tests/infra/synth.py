@@ -80,7 +80,7 @@ def synth_config(config: EnvConfig, context: dict[str, Any] | None = None) -> Sy
 
 
 @functools.cache
-def realtime_app() -> SynthesizedApp:
+def opt_in_app() -> SynthesizedApp:
     """An env with the opt-ins no cdk.json env ships: a warm real-time endpoint and the GitHub diff role."""
     envs = {
         "rt": {

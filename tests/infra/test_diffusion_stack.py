@@ -16,7 +16,7 @@ from runtime.endpoint import contract
 from tests.infra.synth import (
     SynthesizedApp,
     SynthesizedStack,
-    realtime_app,
+    opt_in_app,
     resources_of_type,
     suffix,
     synth_config,
@@ -35,7 +35,7 @@ ENDPOINTS = {
 
 def _app(variant: str) -> SynthesizedApp:
     """A cdk.json environment, or "realtime": an env that opts into a warm real-time endpoint."""
-    return realtime_app() if variant == "realtime" else synth_env(variant)
+    return opt_in_app() if variant == "realtime" else synth_env(variant)
 
 
 def _diffusion(variant: str) -> SynthesizedStack:
@@ -213,7 +213,7 @@ def test_scaling_targets_and_concurrency_come_from_cdk_json() -> None:
     realtime = _diffusion("realtime")
     (policy,) = resources_of_type(realtime.json, "AWS::ApplicationAutoScaling::ScalingPolicy").values()
     target = policy["Properties"]["TargetTrackingScalingPolicyConfiguration"]["TargetValue"]
-    assert target == realtime_app().config.diffusion.target_invocations_per_instance == 11
+    assert target == opt_in_app().config.diffusion.target_invocations_per_instance == 11
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from infra.config import ConfigError, load_config
-from tests.infra.synth import REPO_ROOT, SynthesizedStack, realtime_app, resources_of_type, synth_config, synth_env
+from tests.infra.synth import REPO_ROOT, SynthesizedStack, opt_in_app, resources_of_type, synth_config, synth_env
 
 WORKFLOWS = REPO_ROOT / ".github" / "workflows"
 
@@ -26,7 +26,7 @@ def _storage(github_diff: dict[str, Any]) -> SynthesizedStack:
 
 @pytest.fixture(scope="module")
 def storage() -> SynthesizedStack:
-    app = realtime_app()  # the opt-in env of the gates sets storage.github_diff to acme/genart
+    app = opt_in_app()  # the opt-in env of the gates sets storage.github_diff to acme/genart
     return app.by_name[app.stacks.storage.stack_name]
 
 

@@ -10,12 +10,12 @@ from cfnlint.api import ManualArgs, lint
 from syrupy.assertion import SnapshotAssertion
 from syrupy.extensions.json import JSONSnapshotExtension
 
-from tests.infra.synth import SynthesizedStack, all_stacks, normalized, realtime_app, resources_of_type
+from tests.infra.synth import SynthesizedStack, all_stacks, normalized, opt_in_app, resources_of_type
 
 STACKS = all_stacks()
 IDS = [s.name for s in STACKS]
 # Opt-ins no cdk.json env ships still pass the gates (not snapshotted): real-time endpoint, GitHub diff role.
-_OPT_INS = realtime_app()
+_OPT_INS = opt_in_app()
 GATED = [*STACKS, *(_OPT_INS.by_name[s.stack_name] for s in (_OPT_INS.stacks.diffusion, _OPT_INS.stacks.storage))]
 GATED_IDS = [*IDS, "opt-in-Diffusion", "opt-in-Storage"]
 
