@@ -8,7 +8,7 @@ import sys
 import aws_cdk as cdk
 
 from infra.app_builder import build_app, synthesize
-from infra.components.image_repository import MixedBootstrapQualifiersError
+from infra.components.image_repository import MixedBootstrapError
 from infra.config import ConfigError, load_config
 
 
@@ -22,7 +22,7 @@ def main() -> None:
     build_app(app, config)
     try:
         synthesize(app)
-    except MixedBootstrapQualifiersError as error:
+    except MixedBootstrapError as error:
         sys.exit(f"cdk synth: {error}")
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
-from infra.components.image_repository import assert_one_bootstrap_qualifier
+from infra.components.image_repository import assert_one_bootstrap
 from infra.config import EnvConfig
 from infra.stacks.bot import BotStack
 from infra.stacks.diffusion import DiffusionStack
@@ -93,5 +93,5 @@ def build_app(app: cdk.App, config: EnvConfig) -> GenArtStacks:
 def synthesize(app: cdk.App) -> cdk.cx_api.CloudAssembly:
     """Synthesize the app and refuse an assembly whose stacks would use different bootstrap roles or qualifiers."""
     assembly = app.synth()
-    assert_one_bootstrap_qualifier(assembly)
+    assert_one_bootstrap(assembly)
     return assembly

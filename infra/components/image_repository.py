@@ -45,14 +45,14 @@ class UnsupportedSynthesizerError(TypeError):
     """The app's stack synthesizer cannot publish image assets into an app-owned repository."""
 
 
-class MixedBootstrapQualifiersError(ValueError):
-    """The stacks of one app would deploy with different bootstrap qualifiers (images would go unpublished)."""
+class MixedBootstrapError(ValueError):
+    """The stacks of one app would deploy with different bootstrap qualifiers or roles (images would go unpublished)."""
 
 
 def bootstrap_qualifier(stack: Stack) -> str:
     """The bootstrap qualifier a stack deploys with: the cdk.json context key, else CDK's default."""
     # A synthesizer's own qualifier is not readable from Python once an app-wide default is copied per stack;
-    # assert_one_bootstrap_qualifier() catches such an app after synthesis instead of letting a deploy fail.
+    # assert_one_bootstrap() catches such an app after synthesis instead of letting a deploy fail.
     qualifier = stack.synthesizer.bootstrap_qualifier or stack.node.try_get_context(BOOTSTRAP_QUALIFIER_CONTEXT)
     return str(qualifier or DefaultStackSynthesizer.DEFAULT_QUALIFIER)
 
@@ -77,14 +77,14 @@ def _bootstrap_of(assembly: cx_api.CloudAssembly, artifact: cx_api.CloudFormatio
     }
 
 
-def assert_one_bootstrap_qualifier(assembly: cx_api.CloudAssembly) -> None:
+def assert_one_bootstrap(assembly: cx_api.CloudAssembly) -> None:
     """Fail when the synthesized stacks would deploy or publish through different bootstrap qualifiers or roles."""
     seen = {artifact.stack_name: _bootstrap_of(assembly, artifact) for artifact in assembly.stacks}
     for aspect in ("qualifier", "deploy role", "execution role", "file publishing role", "image publishing role"):
         # A stack without assets of a kind has no say in that kind's role.
         values = {name: bootstrap[aspect] for name, bootstrap in seen.items() if bootstrap[aspect] is not None}
         if len({json.dumps(value) for value in values.values()}) > 1:
-            raise MixedBootstrapQualifiersError(
+            raise MixedBootstrapError(
                 f"stacks deploy with different bootstrap {aspect}s {values}; image stacks use "
                 f"DefaultStackSynthesizer(qualifier=...) built from the cdk.json context key "
                 f"{BOOTSTRAP_QUALIFIER_CONTEXT!r}: set the qualifier there instead of a custom synthesizer"

@@ -13,10 +13,10 @@ from aws_cdk.assertions import Template
 from infra.app_builder import synthesize
 from infra.components.image_repository import (
     ImageRepository,
-    MixedBootstrapQualifiersError,
+    MixedBootstrapError,
     TooManyImagesError,
     UnsupportedSynthesizerError,
-    assert_one_bootstrap_qualifier,
+    assert_one_bootstrap,
 )
 from infra.components.published_image import ImageNotInRepositoryError, PublishedImage
 from tests.infra.components.conftest import SystemFixture, new_app, only, text
@@ -89,8 +89,8 @@ def test_an_app_whose_stacks_use_different_qualifiers_fails_synthesis_naming_the
     repository = ImageRepository(shared, "Images", repository_name="genart-test/system", description="d")
     system = cdk.Stack(app, "System", synthesizer=repository.asset_synthesizer())
     PublishedImage(system, "Image", repository=repository, directory=docker_context, display_name="x")
-    with pytest.raises(MixedBootstrapQualifiersError, match=r"'Shared': 'otherq'.*'System': 'hnb659fds'"):
-        assert_one_bootstrap_qualifier(app.synth())
+    with pytest.raises(MixedBootstrapError, match=r"'Shared': 'otherq'.*'System': 'hnb659fds'"):
+        assert_one_bootstrap(app.synth())
 
 
 def test_an_app_with_custom_bootstrap_roles_fails_synthesis_naming_the_roles(docker_context: Path) -> None:
@@ -101,7 +101,7 @@ def test_an_app_with_custom_bootstrap_roles_fails_synthesis_naming_the_roles(doc
     )
     app = new_app(default_stack_synthesizer=custom)
     system = SystemFixture(docker_context, app)
-    with pytest.raises(MixedBootstrapQualifiersError, match=r"different bootstrap deploy roles .*my-deploy"):
+    with pytest.raises(MixedBootstrapError, match=r"different bootstrap deploy roles .*my-deploy"):
         synthesize(app)
     assert system.stack.stack_name == "System"
 
@@ -139,7 +139,7 @@ def test_consuming_stack_publishes_into_the_repository_as_the_granted_role(
     assert f"role/cdk-{qualifier}-image-publishing-role-" in _publisher(Template.from_stack(system.shared).to_json())
     # The CLI publishes a stack's images after the stacks it depends on are deployed.
     assert system.shared in system.stack.dependencies
-    assert_one_bootstrap_qualifier(app.synth())
+    assert_one_bootstrap(app.synth())
 
 
 def test_a_repository_sized_for_one_image_refuses_a_second_and_keeps_versions_per_image(
