@@ -41,7 +41,8 @@ class PublishedImage(Construct):
             directory=str(directory),
             file=dockerfile,
             platform=ecr_assets.Platform.LINUX_AMD64,
-            exclude=[*DEFAULT_EXCLUDES, *exclude],
+            # Later patterns win: the caches stay out even after a context's `!folder` re-includes.
+            exclude=[*exclude, *DEFAULT_EXCLUDES],
             display_name=display_name,
         )
         published_to = self.asset.repository.repository_name

@@ -166,3 +166,26 @@ def test_image_in_a_stack_without_the_repository_synthesizer_is_refused(docker_c
     plain = cdk.Stack(app, "Plain")
     with pytest.raises(ImageNotInRepositoryError, match="asset_synthesizer"):
         PublishedImage(plain, "Image", repository=repository, directory=docker_context, display_name="x")
+
+
+def test_build_caches_stay_out_of_an_image_context_that_re_includes_its_folders(tmp_path: Path) -> None:
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    for name in ("app/main.py", "app/__pycache__/main.cpython-311.pyc", "other/skip.py"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x")
+    app = new_app()
+    shared = cdk.Stack(app, "Shared")
+    repository = ImageRepository(shared, "Images", repository_name="genart-test/system", description="d")
+    stack = cdk.Stack(app, "System", synthesizer=repository.asset_synthesizer())
+    image = PublishedImage(
+        stack,
+        "Image",
+        repository=repository,
+        directory=tmp_path,
+        exclude=["*", "!Dockerfile", "!app"],
+        display_name="x",
+    )
+    app.synth()
+    staged = Path(app.outdir) / f"asset.{image.asset.asset_hash}"
+    files = sorted(p.relative_to(staged).as_posix() for p in staged.rglob("*") if p.is_file())
+    assert files == ["Dockerfile", "app/main.py"]
