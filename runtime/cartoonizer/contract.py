@@ -1,4 +1,4 @@
-"""Names the Cartoonizer stack passes to its runtimes: environment variables, S3 keys, job and progress fields (no imports)."""
+"""Names the Cartoonizer stack passes to its runtimes: env vars, S3 keys, job and progress fields (no imports)."""
 
 from __future__ import annotations
 
