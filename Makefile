@@ -15,7 +15,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 18,20
 export CDK_DISABLE_CLI_TELEMETRY := true
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help venv node synth ls diff diff-readonly doctor destroy deploy test test-fast lint typecheck unit serve-local local-pipeline clean
+.PHONY: help venv node synth ls diff diff-readonly doctor destroy deploy test test-fast lint typecheck unit serve-local local-pipeline cartoonize-local clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -76,6 +76,14 @@ serve-local: venv  ## Run the Stable Diffusion server on CPU with a tiny random 
 
 local-pipeline: venv  ## Run the StyleGAN2 pipeline steps locally on a tiny synthetic dataset
 	$(PY) -m runtime.pipeline.local_run --workdir local-run
+
+cartoonize-local: venv  ## Cartoonize a generated 2 s clip with audio (models/cartoonizer/model.onnx, else random weights)
+	mkdir -p local-run/cartoonizer
+	$(PY) -m runtime.cartoonizer.synthetic local-run/cartoonizer/clip.mp4 --width 320 --height 180 --seconds 2
+	if [[ -f models/cartoonizer/model.onnx ]]; then model=(--model models/cartoonizer/model.onnx); \
+	else echo "no models/cartoonizer/model.onnx (see docs/cartoonizer.md): using random weights"; model=(--tiny-random); fi; \
+	$(PY) -m runtime.cartoonizer local-run/cartoonizer/clip.mp4 local-run/cartoonizer/clip-cartoon.mp4 "$${model[@]}" --side-by-side
+	@echo "wrote local-run/cartoonizer/clip-cartoon.mp4 (original | cartoon) and its .progress.json"
 
 clean:  ## Remove build outputs (keeps .venv and node_modules)
 	rm -rf cdk.out .pytest_cache .mypy_cache .ruff_cache local-run

@@ -102,9 +102,14 @@ class Cartoonizer:
             ) from exc
         self._check_contract()
         self.device = "cuda" if self.session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
-        if device == "cuda" and self.device != "cuda":
+        gpu_present = Path("/dev/nvidiactl").exists()
+        wanted_cuda = device == "cuda" or (self.providers[0] == "CUDAExecutionProvider" and gpu_present)
+        if self.device != "cuda" and wanted_cuda:
+            # onnxruntime falls back to CPU silently; on a GPU host that is a broken image, not a slow success.
             raise ConfigError(
-                "device 'cuda' asked for but onnxruntime could not start its CUDA provider", field="device"
+                "onnxruntime could not start its CUDA provider (driver, CUDA or cuDNN mismatch?); "
+                "refusing to run a GPU job on the CPU",
+                field="device",
             )
 
     @classmethod

@@ -10,7 +10,6 @@ from .engine import Cartoonizer
 from .errors import TooLargeError, UnsupportedMediaError
 from .images import DEFAULT_MAX_BYTES, OUTPUT_FORMATS, cartoonize_image_bytes, looks_like_image, output_format
 from .progress import ProgressTracker
-from .video import OUTPUT_CONTAINERS, VideoOptions, cartoonize_video
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +82,9 @@ def cartoonize_file(
         raise UnsupportedMediaError(
             "input is not a JPEG, PNG or WebP image (videos go to the video endpoint)", field="input"
         )
+    # Imported here so the image Lambda (which ships without PyAV/FFmpeg) never needs it.
+    from .video import OUTPUT_CONTAINERS, VideoOptions, cartoonize_video  # noqa: PLC0415
+
     if suffix not in OUTPUT_CONTAINERS:
         raise UnsupportedMediaError(
             f"input is a video, so the output must end in one of {', '.join(sorted(OUTPUT_CONTAINERS))}",
