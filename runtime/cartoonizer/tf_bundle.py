@@ -412,7 +412,7 @@ def write_bundle(prefix: Path, tensors: Mapping[str, np.ndarray]) -> None:
     blob = bytearray()
     entries: dict[bytes, bytes] = {b"": _header()}
     for name in sorted(tensors):
-        array = np.ascontiguousarray(tensors[name])
+        array = np.asarray(tensors[name], order="C")  # (ascontiguousarray would turn scalars into 1-d)
         dtype = array.dtype.newbyteorder("<") if array.dtype.itemsize > 1 else array.dtype
         code = DTYPE_CODES.get(np.dtype(dtype))
         if code is None:
