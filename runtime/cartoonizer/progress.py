@@ -102,6 +102,7 @@ def file_sink(path: Path) -> ProgressSink:
     """Write each update to path atomically (readers never see half a document)."""
 
     def write(document: dict[str, Any]) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_name(path.name + ".tmp")
         temporary.write_text(json.dumps(document), encoding="utf-8")
         os.replace(temporary, path)

@@ -38,7 +38,11 @@ def test_crc32c_known_values() -> None:
 
 
 def test_table_round_trip_across_many_blocks_and_shared_prefixes() -> None:
-    entries = {f"generator/block_{i:03d}/conv{j}/weights".encode(): bytes([i % 256]) * (i % 50) for i in range(300) for j in (1, 2)}
+    entries = {
+        f"generator/block_{i:03d}/conv{j}/weights".encode(): bytes([i % 256]) * (i % 50)
+        for i in range(300)
+        for j in (1, 2)
+    }
     entries[b""] = b"header"
     assert read_table(write_table(entries)) == entries
 

@@ -30,7 +30,9 @@ def _picture(width: int, height: int, mode: str = "RGB") -> Image.Image:
 @pytest.mark.parametrize("in_fmt", ["PNG", "JPEG", "WEBP"])
 def test_every_input_format_to_every_output_format(engine: Cartoonizer, in_fmt: str, out_suffix: str, fmt: str) -> None:
     data = _encoded(_picture(40, 30), in_fmt)
-    out, result = cartoonize_image_bytes(data, engine=engine, image_format=output_format("x" + out_suffix), max_side=1920)
+    out, result = cartoonize_image_bytes(
+        data, engine=engine, image_format=output_format("x" + out_suffix), max_side=1920
+    )
     decoded = Image.open(io.BytesIO(out))
     assert decoded.format == fmt and decoded.size == (40, 30)
     assert (result.width, result.height) == (40, 30)
@@ -53,9 +55,7 @@ def test_exif_orientation_is_applied(engine: Cartoonizer) -> None:
 def test_alpha_is_kept_exactly(engine: Cartoonizer, fmt: str) -> None:
     rgba = _picture(24, 18, "RGBA")
     alpha = np.asarray(rgba)[..., 3].copy()
-    out, result = cartoonize_image_bytes(
-        _encoded(rgba, "PNG"), engine=engine, image_format=fmt, max_side=1920
-    )
+    out, result = cartoonize_image_bytes(_encoded(rgba, "PNG"), engine=engine, image_format=fmt, max_side=1920)
     decoded = Image.open(io.BytesIO(out))
     assert decoded.mode == "RGBA" and result.alpha
     if fmt == "PNG":

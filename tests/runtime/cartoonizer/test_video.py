@@ -40,7 +40,9 @@ def describe(path: Path) -> dict[str, Any]:
         }
 
 
-def _run(engine: Cartoonizer, tmp_path: Path, spec: ClipSpec, source_name: str, out_name: str, **options: Any) -> tuple[dict[str, Any], dict[str, Any], Any]:
+def _run(
+    engine: Cartoonizer, tmp_path: Path, spec: ClipSpec, source_name: str, out_name: str, **options: Any
+) -> tuple[dict[str, Any], dict[str, Any], Any]:
     source = make_clip(tmp_path / source_name, spec)
     out = tmp_path / out_name
     result = cartoonize_video(source, out, engine=engine, options=VideoOptions(**options))
@@ -95,6 +97,7 @@ def test_rotated_clip_is_written_upright_without_a_rotation_tag(engine: Cartooni
 @pytest.mark.parametrize(("rotation", "turns"), [(-90, -1), (90, 1), (180, 2)])
 def test_upright_orientation_matches_the_source_content(tmp_path: Path, rotation: int, turns: int) -> None:
     """The display matrix rotates counter-clockwise by frame.rotation (FFmpeg's convention); output is upright."""
+
     class Identity:
         device = "cpu"
 
@@ -128,7 +131,9 @@ def test_odd_size_is_kept_up_to_one_padded_pixel(engine: Cartoonizer, tmp_path: 
 
 
 def test_long_side_cap_scales_down_to_even_sizes(engine: Cartoonizer, tmp_path: Path) -> None:
-    _, after, _ = _run(engine, tmp_path, ClipSpec(width=96, height=54, frames=4, audio=None), "in.mp4", "out.mp4", max_side=48)
+    _, after, _ = _run(
+        engine, tmp_path, ClipSpec(width=96, height=54, frames=4, audio=None), "in.mp4", "out.mp4", max_side=48
+    )
     assert after["size"] == (48, 26)
 
 
@@ -167,7 +172,9 @@ def test_progress_reports_frames_fps_and_eta(engine: Cartoonizer, tmp_path: Path
     documents: list[dict[str, Any]] = []
     tracker = ProgressTracker(sinks=[documents.append], interval_s=0.0)
     source = make_clip(tmp_path / "in.mp4", ClipSpec(frames=9, audio=None))
-    cartoonize_video(source, tmp_path / "out.mp4", engine=engine, options=VideoOptions(batch_frames=2), progress=tracker)
+    cartoonize_video(
+        source, tmp_path / "out.mp4", engine=engine, options=VideoOptions(batch_frames=2), progress=tracker
+    )
     states = [d["state"] for d in documents]
     assert states[0] == "running" and states[-1] == "done"
     assert documents[0]["frames_total"] == 9
@@ -211,7 +218,9 @@ def test_stages_overlap_with_bounded_queues(tmp_path: Path) -> None:
     pytest.MonkeyPatch().setattr(video_module, "_decode_batches", counting)
     try:
         options = VideoOptions(batch_frames=2, queue_batches=1)
-        result = cartoonize_video(source, tmp_path / "out.mp4", engine=SlowIdentity(), options=options, progress=tracker)  # type: ignore[arg-type]
+        result = cartoonize_video(
+            source, tmp_path / "out.mp4", engine=SlowIdentity(), options=options, progress=tracker
+        )  # type: ignore[arg-type]
     finally:
         video_module._decode_batches = original
     assert result.frames == 40
