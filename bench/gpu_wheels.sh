@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 dest=.whl/gpu
 rm -rf "$dest" && mkdir -p "$dest"
 packages=(diffusers fastapi starlette uvicorn h11 pydantic pydantic_core pydantic-settings python-dotenv
-  typing-inspection annotated-types anyio httpx httpcore idna sniffio certifi importlib-metadata zipp)
+  typing-inspection annotated-types anyio httpx httpcore idna sniffio certifi importlib-metadata zipp av)
 pins=()
 for name in "${packages[@]}"; do
   pin=$(grep -i -E "^${name//-/[-_]}==" constraints.txt || true)

@@ -17,7 +17,7 @@ def test_suite_is_valid_bash() -> None:
     subprocess.run(["bash", "-n", str(SUITE)], check=True)
 
 
-@pytest.mark.parametrize("script", ["diffusion_bench.py", "stylegan2_bench.py"])
+@pytest.mark.parametrize("script", ["diffusion_bench.py", "stylegan2_bench.py", "cartoonizer_bench.py"])
 def test_every_flag_the_suite_passes_is_accepted_by_the_benchmark(script: str) -> None:
     text = SUITE.read_text()
     used = {flag for line in text.splitlines() if f"bench/{script}" in line for flag in re.findall(r"--[a-z-]+", line)}

@@ -73,7 +73,7 @@ def test_corrupt_data_and_index_are_reported(tmp_path: Path) -> None:
         read_bundle(tmp_path)
     index = tmp_path / "model-1.index"
     index.write_bytes(index.read_bytes()[:-10])
-    with pytest.raises(CheckpointError, match="magic|short"):
+    with pytest.raises(CheckpointError, match=r"magic|short"):
         read_bundle(tmp_path)
 
 

@@ -162,7 +162,7 @@ def test_corrupt_and_audio_only_inputs_are_clear_errors(engine: Cartoonizer, tmp
 
 def test_too_long_and_unknown_output_are_refused(engine: Cartoonizer, tmp_path: Path) -> None:
     source = make_clip(tmp_path / "in.mp4", ClipSpec(frames=30, audio=None))
-    with pytest.raises(TooLargeError, match="limit is 0.5 s"):
+    with pytest.raises(TooLargeError, match=r"limit is 0\.5 s"):
         cartoonize_video(source, tmp_path / "out.mp4", engine=engine, options=VideoOptions(max_seconds=0.5))
     with pytest.raises(UnsupportedMediaError):
         cartoonize_video(source, tmp_path / "out.avi", engine=engine)
