@@ -125,3 +125,20 @@ def test_bring_your_own_model_must_follow_the_contract(tmp_path: Path) -> None:
     onnx.save_model(model, str(path))
     with pytest.raises(ConfigError, match="'images'"):
         Cartoonizer(path, device="cpu")
+
+
+def test_a_gpu_host_whose_cuda_provider_fails_refuses_instead_of_running_on_cpu(
+    model_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runtime.cartoonizer import engine as engine_module
+    from runtime.common.errors import ConfigError
+
+    real_exists = Path.exists
+    monkeypatch.setattr(
+        engine_module.ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    )
+    monkeypatch.setattr(Path, "exists", lambda self: True if str(self) == "/dev/nvidiactl" else real_exists(self))
+    with pytest.raises(ConfigError, match="refusing to run a GPU job on the CPU"):
+        Cartoonizer(model_path, device="auto")
+    monkeypatch.setattr(Path, "exists", lambda self: False if str(self) == "/dev/nvidiactl" else real_exists(self))
+    assert Cartoonizer(model_path, device="auto").device == "cpu"  # no GPU here: CPU is the right answer
