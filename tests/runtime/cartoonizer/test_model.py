@@ -127,6 +127,7 @@ def test_bring_your_own_model_must_follow_the_contract(tmp_path: Path) -> None:
         Cartoonizer(path, device="cpu")
 
 
+@pytest.mark.filterwarnings("ignore:Specified provider 'CUDAExecutionProvider'")
 def test_a_gpu_host_whose_cuda_provider_fails_refuses_instead_of_running_on_cpu(
     model_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
