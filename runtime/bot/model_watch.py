@@ -33,6 +33,7 @@ class ModelWatcher:
         max_backoff_s: float = float(contract.MODEL_POLL_MAX_BACKOFF_S),
         jitter: float = contract.MODEL_POLL_JITTER,
         rng: random.Random | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._store = store
         self._reload = reload
@@ -42,6 +43,7 @@ class ModelWatcher:
         self._max_backoff_s = max(interval_s, max_backoff_s)
         self._jitter = jitter
         self._rng = rng or random.Random()  # noqa: S311 - spreading polls, not security
+        self._sleep = sleep
         self._failures = 0
         self._reported: str | None = None  # the last state logged once ("missing"), so it is not repeated
 
@@ -49,7 +51,7 @@ class ModelWatcher:
         """Check, then wait an interval (jittered; longer after errors); runs until cancelled, never raises."""
         while True:
             delay = await self.check()
-            await asyncio.sleep(delay * self._rng.uniform(1 - self._jitter, 1 + self._jitter))
+            await self._sleep(delay * self._rng.uniform(1 - self._jitter, 1 + self._jitter))
 
     async def check(self) -> float:
         """Look once and act on what was found; return the seconds to wait before the next look."""
