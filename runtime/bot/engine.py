@@ -113,9 +113,14 @@ class Engine:
                         generator = await loop.run_in_executor(
                             self.executor, open_generator, staged.path, self.settings
                         )
-                    except ConfigError as exc:
-                        self.rejected.add(staged.version)
+                    except Exception as exc:
                         await self._restore(previous_path)
+                        if not isinstance(exc, ConfigError):
+                            raise
+                        if staged.fresh:
+                            self.rejected.add(staged.version)
+                        else:  # the cached copy, not necessarily the object, is bad: download it again next time
+                            await loop.run_in_executor(self.executor, self.store.forget_serving_version)
                         raise ModelRejected(str(exc), version=staged.version) from exc
                     try:
                         generator.model_path = await loop.run_in_executor(self.executor, self.store.commit, staged)
@@ -156,6 +161,8 @@ class Engine:
             self._watch_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watch_task
+        async with self._reload_lock:  # a reload the watcher started finishes its swap first (it is shielded)
+            pass
         await self.batcher.close(deadline=deadline)
         if not await self.service.drain(timeout_s=deadline - loop.time()):
             LOG.warning("requests still encoding at shutdown were dropped")

@@ -202,6 +202,11 @@ class ModelStore:
                 return self._version_path.read_text().strip() or None
         return None
 
+    def forget_serving_version(self) -> None:
+        """Forget the serving copy's version, so the next stage downloads the object again."""
+        with contextlib.suppress(FileNotFoundError):
+            self._version_path.unlink()
+
     def stage(self, *, fallback_to_cache: bool = False) -> Staged:
         """Fetch the current model next to the serving copy (blocking); raises ModelUnavailable.
 

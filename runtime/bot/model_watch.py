@@ -68,7 +68,7 @@ class ModelWatcher:
     async def pick_up(self) -> float:
         """Reload through the engine (the operator command's pause-swap path); return the next delay."""
         try:
-            summary = await self._reload()
+            summary = await asyncio.shield(self._reload())  # cancelling the watcher never interrupts a swap
         except ModelRejected as exc:  # the engine remembers the version: this is its one report
             LOG.error(
                 "published model rejected; still serving the previous one",

@@ -291,6 +291,32 @@ def test_a_corrupt_new_model_keeps_the_old_one_serving_and_is_reported_once(
     assert facts["final"] == facts["fixed"]  # the next good version is picked up
 
 
+def test_a_damaged_cache_is_downloaded_again_instead_of_blaming_the_published_object(
+    s3: Any, make_settings: Any, tiny_generator_onnx: Path, tmp_path: Path
+) -> None:
+    source = s3_source(tmp_path)
+    etag = s3.put_object(Bucket=BUCKET, Key=KEY, Body=tiny_generator_onnx.read_bytes())["ETag"]
+    source.cache_path.parent.mkdir(parents=True)
+    source.cache_path.write_bytes(b"disk trouble")  # an earlier run's copy, damaged, with the current ETag
+    source.cache_path.with_name("model.onnx.etag").write_text(etag)
+    calls = S3Calls(s3)
+
+    async def scenario() -> tuple[bool, set[str], list[str], str | None]:
+        engine = Engine(settings=make_settings(model_source=source, model_poll_s=60.0), s3_client=s3)
+        await engine.start()  # the cache is "current", so it is tried first and does not load
+        loaded_at_start, rejected = engine.holder.loaded, set(engine.rejected)
+        calls.take()
+        await engine.watcher.check()
+        version = engine.version
+        await engine.close()
+        return loaded_at_start, rejected, calls.take(), version
+
+    loaded_at_start, rejected, calls_after, version = asyncio.run(scenario())
+    assert not loaded_at_start and rejected == set()
+    assert "GetObject" in calls_after and version == etag
+    assert source.cache_path.read_bytes() == tiny_generator_onnx.read_bytes()
+
+
 def test_a_watched_local_file_is_picked_up_and_a_bad_overwrite_keeps_the_old_model(
     make_settings: Any, tiny_generator_onnx: Path, other_generator_onnx: Path, tmp_path: Path
 ) -> None:
