@@ -137,6 +137,8 @@ class BotConfig(_Settings, frozen=True):
             "must be an S3 key ending in .onnx",
         ),
     ] = bot_contract.DEFAULT_MODEL_KEY
+    # Seconds between the bot's checks for a newly published model (one HeadObject each; GENART_MODEL_POLL_S).
+    model_poll_s: Annotated[int, Field(ge=10, le=3600)] = bot_contract.MODEL_POLL_S
     # Discord user ids (not secrets) allowed to run operator commands such as reload_model.
     operator_ids: Annotated[tuple[DiscordUserId, ...], Field(strict=False)] = ()
 

@@ -27,6 +27,12 @@ ROOT_VOLUME_GIB = 8
 _CPU_TYPES = {"arm64": ec2.AmazonLinuxCpuType.ARM_64, "x86_64": ec2.AmazonLinuxCpuType.X86_64}
 
 
+def model_list_prefix(model_key: str) -> str:
+    """Return the s3:prefix pattern the bot may list: the model's folder (`stylegan/*`), or the key itself."""
+    folder, slash, _ = model_key.rpartition("/")
+    return f"{folder}/*" if slash else model_key
+
+
 class BotStack(Stack):
     """Owns the bot's VPC, launch template, Spot capacity, instance role and log group; reads Storage's objects."""
 
@@ -63,7 +69,8 @@ class BotStack(Stack):
             self,
             "InstanceRole",
             assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"),
-            description="GenArt bot instance: its code object, the ONNX model object, the token secret, its logs",
+            description="GenArt bot instance: its code object, the ONNX model object (and listing its folder), "
+            "the token secret, its logs",
         )
         self._grant_instance_permissions(config=config, models_bucket=models_bucket, secret=bot_token_secret)
 
@@ -74,6 +81,7 @@ class BotStack(Stack):
             bot_contract.ENV_MODEL_KEY: config.model_key,
             "AWS_REGION": Aws.REGION,
             bot_contract.ENV_MODEL_CACHE: bot_contract.MODEL_CACHE_PATH,
+            bot_contract.ENV_MODEL_POLL_S: str(config.model_poll_s),
             bot_contract.ENV_LOG_LEVEL: "INFO",
         }
         if config.operator_ids:
@@ -179,6 +187,16 @@ class BotStack(Stack):
                     self.code.bucket.arn_for_objects(self.code.s3_object_key),
                     models_bucket.arn_for_objects(config.model_key),
                 ],
+            )
+        )
+        # Without s3:ListBucket, S3 answers 403 for a missing key: the bot could not tell "not published yet" from
+        # a permission problem. Listing is limited to the model's folder (names only; reading stays one object).
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="ListModelPrefix",
+                actions=["s3:ListBucket"],
+                resources=[models_bucket.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [model_list_prefix(config.model_key)]}},
             )
         )
         secret.grant_read(role)

@@ -12,7 +12,7 @@ from ..common.jsonlog import DEFAULT_QUIET, RedactingFilter, configure_logging
 from . import contract
 from .config import BotSettings, build_parser, settings_from
 from .console import run_console
-from .engine import Engine, load_generator
+from .engine import open_engine
 from .errors import ConfigError
 
 LOG = logging.getLogger("bot")
@@ -27,9 +27,9 @@ def configure_bot_logging(*, level: str, console: bool) -> RedactingFilter:
 
 
 async def _serve(settings: BotSettings, redactor: RedactingFilter) -> int:
+    # No published model is no reason to stop: the engine answers "not published yet" and picks it up later.
     if settings.console:
-        generator = await asyncio.to_thread(load_generator, settings)
-        engine = Engine(settings=settings, generator=generator)
+        engine = await open_engine(settings)
         try:
             return await run_console(engine, out_dir=settings.out_dir)
         finally:
@@ -40,8 +40,7 @@ async def _serve(settings: BotSettings, redactor: RedactingFilter) -> int:
 
     token = await asyncio.to_thread(settings.token_source.read)
     redactor.add_secret(token)
-    generator = await asyncio.to_thread(load_generator, settings)
-    engine = Engine(settings=settings, generator=generator)
+    engine = await open_engine(settings)
     return await run_discord(engine, token=token)
 
 

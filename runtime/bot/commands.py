@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .batcher import MicroBatcher
-from .errors import BusyError, ConfigError, InputError
+from .errors import BusyError, ConfigError, InputError, ModelUnavailable
 from .imaging import ImageFormat, encode_image, make_grid
 from .limits import Admission, Refusal, Reservation, TokenBucket, busy_text
 from .parsing import (
@@ -43,6 +43,10 @@ ALIASES = {"waifu_grid": "claim_waifu_grid", "help": "waifu_help"}
 _OPTION = re.compile(r"(^|\s)(?:name|psi|count):")
 SHUTDOWN_TEXT = "I'm restarting on a new server - please try again in a minute."
 ERROR_TEXT = "Something went wrong while drawing - please try again later."
+NO_MODEL_TEXT = (
+    "No face generator published yet - I start drawing by myself a few minutes after one is. "
+    "Operators: run the StyleGAN2 pipeline (docs/pipeline.md); it publishes `stylegan/latest.onnx`."
+)
 HELP_TEXT = f"""**GenArt waifu bot** - anime faces drawn by a StyleGAN2 generator. \
 Every command works as `/name` and as `$name`.
 `/claim_waifu [name]` - the face that belongs to a name (same name, same face, everywhere); no name gives a random face.
@@ -50,7 +54,8 @@ Every command works as `/name` and as `$name`.
 {PSI_MAX:g} (wild); default {DEFAULT_PSI:g}, 0.5-1.0 looks best.
 `/claim_waifu_grid [count] [psi]` - 1 to {GRID_MAX} random faces in one image (default 4).
 `/claim_harem [count] [psi]` - the same as a grid: a harem of 4, 9 or {GRID_MAX} faces.
-`/waifu_help` - this text. Operators: `/reload_model` loads the newest published model.
+`/waifu_help` - this text. A newly published model is picked up within minutes; operators can \
+`/reload_model` to load it at once.
 Each user earns faces over time (a grid of 16 costs 16); when the bot is busy it says when to try again."""
 
 
@@ -157,6 +162,7 @@ class WaifuService:
         admission: Admission | None = None,
         image_format: ImageFormat = "png",
         reload_model: Callable[[], Awaitable[str]] | None = None,
+        model_loaded: Callable[[], bool] = lambda: True,
     ) -> None:
         self._batcher = batcher
         self._executor = executor
@@ -170,6 +176,7 @@ class WaifuService:
         )
         self._format: ImageFormat = image_format
         self._reload_model = reload_model
+        self._model_loaded = model_loaded
         self._extension = "jpg" if image_format == "jpeg" else "png"
         self._active = 0
         self._idle = asyncio.Event()
@@ -184,9 +191,11 @@ class WaifuService:
         return True
 
     def admit(self, requester: Requester, order: Order) -> Ticket | Reply:
-        """Decide at once (no await): a ticket to draw, or an ephemeral refusal (restarting, cooldown, busy)."""
+        """Decide at once (no await): a ticket to draw, or an ephemeral refusal (restarting, no model, busy...)."""
         if self._batcher.closing:
             return Reply(text=SHUTDOWN_TEXT, ephemeral=True)
+        if not self._model_loaded():  # before admission: waiting for a model costs the user nothing
+            return Reply(text=NO_MODEL_TEXT, ephemeral=True)
         decision = self.admission.admit(requester.user_id, order.cost, exempt=requester.is_operator)
         if isinstance(decision, Refusal):
             LOG.info(
@@ -290,11 +299,21 @@ class WaifuService:
             return refusal or Reply(text="Reloading is not available here.", ephemeral=True)
         try:
             summary = await self._reload_model()
+        except ModelUnavailable as exc:
+            LOG.warning("reload found no model", extra={"fields": {"user": requester.user_id, "error": str(exc)}})
+            if exc.state == "missing" and not self._model_loaded():
+                return Reply(text="Nothing to load: no face generator published yet.", ephemeral=True)
+            return Reply(text=self._reload_failed_text(), ephemeral=True)
         except ConfigError as exc:
             LOG.error("reload failed", extra={"fields": {"user": requester.user_id, "error": str(exc)}})
-            return Reply(text="Reload failed; still using the previous model (details in the log).", ephemeral=True)
+            return Reply(text=self._reload_failed_text(), ephemeral=True)
         LOG.info("model reloaded", extra={"fields": {"user": requester.user_id, "summary": summary}})
         return Reply(text=f"Model reloaded ({summary}).", ephemeral=True)
+
+    def _reload_failed_text(self) -> str:
+        if self._model_loaded():
+            return "Reload failed; still using the previous model (details in the log)."
+        return "Reload failed; no model loaded yet (details in the log)."
 
     async def dispatch(self, requester: Requester, command: str, argument: str = "") -> Reply:
         """Run a command by name with its raw argument text (console mode)."""

@@ -29,6 +29,7 @@ DEFAULT_MAX_QUEUE = 32
 DEFAULT_USER_BURST = 16
 DEFAULT_USER_MAX_PENDING = 16
 DEFAULT_MAX_WAIT_S = 60.0
+DEFAULT_MODEL_POLL_S = float(contract.MODEL_POLL_S)
 
 
 def plan_workers(cores: int) -> tuple[int, int]:
@@ -64,6 +65,7 @@ class BotSettings:
     on_rebalance: Literal["warn", "exit"] = "warn"
     spot_poll_s: float = float(contract.SPOT_POLL_S)
     drain_timeout_s: float = float(contract.DRAIN_DEADLINE_S)
+    model_poll_s: float = DEFAULT_MODEL_POLL_S
     console: bool = False
     out_dir: Path = Path("waifus")
 
@@ -102,6 +104,9 @@ class BotEnvironment(EnvSettings):
     )
     max_wait_s: float = Field(
         DEFAULT_MAX_WAIT_S, ge=1, le=3600, allow_inf_nan=False, validation_alias=contract.ENV_MAX_WAIT_S
+    )
+    model_poll_s: float = Field(
+        DEFAULT_MODEL_POLL_S, ge=0, le=3600, allow_inf_nan=False, validation_alias=contract.ENV_MODEL_POLL_S
     )
     cpu_arena: bool = Field(False, validation_alias=contract.ENV_CPU_ARENA)
     prefix_commands: bool = Field(True, validation_alias=contract.ENV_PREFIX_COMMANDS)
@@ -144,6 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--models-bucket", help="models bucket (overrides GENART_MODELS_BUCKET)")
     parser.add_argument("--model-key", help=f"object key in the models bucket (default {DEFAULT_MODEL_KEY})")
     parser.add_argument("--model-cache", type=Path, help=f"download cache (default {DEFAULT_MODEL_CACHE})")
+    parser.add_argument(
+        "--model-poll",
+        type=float,
+        help=f"seconds between checks for a newly published model (default {DEFAULT_MODEL_POLL_S:g}; 0: never)",
+    )
     parser.add_argument("--token-secret", help="Secrets Manager secret ARN/name (overrides GENART_TOKEN_SECRET_ARN)")
     parser.add_argument("--token-file", type=Path, help="file holding the token (overrides DISCORD_TOKEN_FILE)")
     parser.add_argument("--imds-url", help=f"instance metadata base URL (default {DEFAULT_IMDS_URL})")
@@ -185,6 +195,8 @@ def settings_from(env: Mapping[str, str], args: argparse.Namespace) -> BotSettin
     for name, value in (("--workers", args.workers), ("--threads", args.threads), ("--max-batch", args.max_batch)):
         if value is not None and value < 1:
             raise ConfigError(f"{name} must be at least 1")
+    if args.model_poll is not None and not 0 <= args.model_poll <= 3600:
+        raise ConfigError("--model-poll must be from 0 to 3600 seconds")
     if args.max_queue is not None and args.max_queue < GRID_MAX:
         raise ConfigError(f"--max-queue must be at least {GRID_MAX} (the largest grid)")
     cores = available_cores()
@@ -213,6 +225,7 @@ def settings_from(env: Mapping[str, str], args: argparse.Namespace) -> BotSettin
         prefix_commands=not args.no_prefix_commands and values.prefix_commands,
         sync_commands=values.sync_commands,
         on_rebalance=values.on_rebalance,
+        model_poll_s=args.model_poll if args.model_poll is not None else values.model_poll_s,
         console=bool(args.console),
         out_dir=args.out or Path("waifus"),
     )

@@ -30,6 +30,8 @@ ENV_MAX_QUEUE = "GENART_MAX_QUEUE"
 ENV_USER_BURST = "GENART_USER_BURST"
 ENV_USER_MAX_PENDING = "GENART_USER_MAX_PENDING"
 ENV_MAX_WAIT_S = "GENART_MAX_WAIT_S"
+# Seconds between checks of the model object for a newly published version (0 turns the watch off).
+ENV_MODEL_POLL_S = "GENART_MODEL_POLL_S"
 
 # Shutdown budget: a Spot interruption notice comes SPOT_NOTICE_S before the instance stops. The bot notices it
 # within SPOT_POLL_S, drains everything (queued and running generations, encoding, replies) until one deadline
@@ -52,6 +54,11 @@ MALLOC_ARENA_MAX = 2
 DEFAULT_MODEL_KEY = "stylegan/latest.onnx"
 # Where the bot keeps its copy of the model on the instance (systemd CacheDirectory=genart).
 MODEL_CACHE_PATH = "/var/cache/genart/model.onnx"
+# The bot starts without a model and picks one up by itself: one HeadObject every MODEL_POLL_S (each wait
+# jittered by MODEL_POLL_JITTER either way), doubling after errors up to MODEL_POLL_MAX_BACKOFF_S.
+MODEL_POLL_S = 60
+MODEL_POLL_JITTER = 0.1
+MODEL_POLL_MAX_BACKOFF_S = 900
 
 # The code asset: the runtime/ folder filtered to the bot's packages (CDK glob excludes, later patterns win),
 # unpacked into APP_DIR so that `python -m runtime.bot` runs with runtime/common beside it.
@@ -60,7 +67,8 @@ CODE_ASSET_EXCLUDE = ("*", "!__init__.py", "!bot", "!bot/**", "!common", "!commo
 ENTRY_MODULE = "runtime.bot"
 REQUIREMENTS_FILE = "runtime/bot/requirements.txt"
 
-# The bot logs this message every HEARTBEAT_INTERVAL_S while it is connected and able to draw; the Bot stack
-# counts the lines with a metric filter and alarms on the ops-alerts topic when they stop.
+# The bot logs this message every HEARTBEAT_INTERVAL_S while it is connected to Discord, with or without a model
+# (waiting for the first one is healthy); the Bot stack counts the lines with a metric filter and alarms on the
+# ops-alerts topic when they stop.
 HEARTBEAT_MESSAGE = "heartbeat"
 HEARTBEAT_INTERVAL_S = 60

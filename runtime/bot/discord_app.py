@@ -283,7 +283,11 @@ class GenArtBot(commands.Bot):
 
     async def on_ready(self) -> None:
         """Log the connection."""
-        facts = {"user": str(self.user), "guilds": len(self.guilds), **self.engine.holder.current.describe()}
+        try:
+            model = self.engine.holder.current.describe()
+        except RuntimeError:  # waiting for the first model (or swapping one in): connected all the same
+            model = {"model": "none loaded yet"}
+        facts = {"user": str(self.user), "guilds": len(self.guilds), **model}
         LOG.info("connected to Discord", extra={"fields": facts})
 
     async def on_spot_notice(self, notice: SpotNotice) -> None:

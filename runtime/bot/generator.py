@@ -139,33 +139,48 @@ def return_free_memory() -> None:
 
 
 class GeneratorHolder:
-    """The current generator, swappable at runtime by the reload command; empty only while a reload swaps it."""
+    """The current generator, swapped by reloads; empty before the first model and while a reload swaps."""
 
-    def __init__(self, generator: FaceGenerator) -> None:
+    def __init__(self, generator: FaceGenerator | None = None) -> None:
         self._generator: FaceGenerator | None = generator
+        self._swapping = False
         self.resolution = int(getattr(generator, "resolution", 0))
         self._lock = threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        """Return True when requests can be drawn: a generator is held, or a reload is swapping one in."""
+        with self._lock:
+            return self._generator is not None or self._swapping
 
     @property
     def current(self) -> FaceGenerator:
         """Return the generator new work should use."""
         with self._lock:
             if self._generator is None:
-                raise RuntimeError("no generator loaded (a reload is swapping it)")
+                raise RuntimeError("no generator loaded")
             return self._generator
 
     def swap(self, generator: FaceGenerator) -> FaceGenerator | None:
         """Install a new generator and return the previous one (None when the holder was empty)."""
         with self._lock:
             previous, self._generator = self._generator, generator
+            self._swapping = False
             self.resolution = int(getattr(generator, "resolution", 0))
         LOG.info("generator swapped", extra={"fields": generator.describe()})
         return previous
 
     def release(self) -> FaceGenerator:
-        """Empty the holder and return the generator it held, so its memory can be freed before a reload."""
+        """Empty the holder for a swap and return the generator it held, so its memory can be freed first."""
         with self._lock:
             previous, self._generator = self._generator, None
-        if previous is None:
-            raise RuntimeError("no generator loaded")
+            if previous is None:
+                raise RuntimeError("no generator loaded")
+            self._swapping = True
         return previous
+
+    def abandon(self) -> None:
+        """End a swap with no generator (nothing could be loaded): requests are answered "no model" again."""
+        with self._lock:
+            self._generator = None
+            self._swapping = False

@@ -20,7 +20,7 @@ import aws_cdk as cdk
 import pytest
 
 from infra.config import BotConfig, ConfigError, EnvConfig, load_config
-from infra.stacks.bot import ROOT_VOLUME_GIB
+from infra.stacks.bot import ROOT_VOLUME_GIB, model_list_prefix
 from infra.stacks.bot_fleet import ASG_SPOT_ALLOCATION, REBALANCE_TERMINATION_DELAY_S
 from infra.stacks.bot_user_data import (
     APP_DIR,
@@ -466,7 +466,7 @@ def test_spot_fleet_replaces_a_rebalanced_instance_before_terminating_it(env_nam
 
 
 @per_env
-def test_instance_role_grants_exactly_code_model_secret_logs_and_ssm(env_name: str) -> None:
+def test_instance_role_grants_exactly_code_model_model_listing_secret_logs_and_ssm(env_name: str) -> None:
     app = synth_env(env_name)
     bot, template = app.config.bot, _bot_template(app)
     storage = app.stacks.storage
@@ -478,8 +478,15 @@ def test_instance_role_grants_exactly_code_model_secret_logs_and_ssm(env_name: s
     download = _match_bootstrap(_bootstrap(_user_data(app))[0])
     code_object = f"arn:${{AWS::Partition}}:s3:::{download['bucket']}/{download['key']}"
     model_object = value_of(storage, storage.models_bucket.bucket_arn, app) + f"/{bot.model_key}"
+    models_bucket = value_of(storage, storage.models_bucket.bucket_arn, app)
     expected = [
         {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": sorted([code_object, model_object])},
+        {
+            "Effect": "Allow",
+            "Action": ["s3:ListBucket"],
+            "Resource": [models_bucket],
+            "Condition": {"StringLike": {"s3:prefix": [bot.model_key.rsplit("/", 1)[0] + "/*"]}},
+        },
         {
             "Effect": "Allow",
             "Action": ["secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue"],
@@ -498,6 +505,26 @@ def test_instance_role_grants_exactly_code_model_secret_logs_and_ssm(env_name: s
         {"Effect": "Allow", "Action": SSM_CHANNEL_ACTIONS, "Resource": ["*"]},
     ]
     assert canonical_statements(_statements_of_role(template, role_id), app) == canonical_statements(expected, app)
+
+
+@per_env
+def test_the_bot_may_list_only_its_models_folder_so_a_missing_model_reads_404_not_403(env_name: str) -> None:
+    bot, template = _bot(env_name)
+    listing = [
+        statement
+        for policy in resources_of_type(template, "AWS::IAM::Policy").values()
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        if any(action.startswith(("s3:List", "s3:*")) for action in as_list(statement["Action"]))
+    ]
+    assert len(listing) == 1
+    assert as_list(listing[0]["Action"]) == ["s3:ListBucket"]
+    assert listing[0]["Condition"] == {"StringLike": {"s3:prefix": ["stylegan/*"]}}
+    assert bot.model_key == "stylegan/latest.onnx"  # the default the condition above spells out
+
+
+def test_a_model_key_without_a_folder_is_the_listing_prefix_itself() -> None:
+    assert model_list_prefix("models/gan/latest.onnx") == "models/gan/*"
+    assert model_list_prefix("latest.onnx") == "latest.onnx"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -581,6 +608,7 @@ def test_systemd_unit_environment_names_come_from_the_bot_contract_and_hold_no_s
         bot_contract.ENV_MODELS_BUCKET: value_of(storage, storage.models_bucket.bucket_name, app),
         bot_contract.ENV_MODEL_KEY: bot.model_key,
         bot_contract.ENV_MODEL_CACHE: bot_contract.MODEL_CACHE_PATH,
+        bot_contract.ENV_MODEL_POLL_S: str(bot.model_poll_s),
         bot_contract.ENV_LOG_LEVEL: "INFO",
         "AWS_REGION": "${AWS::Region}",
         "PYTHONUNBUFFERED": "1",

@@ -14,6 +14,7 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
+from runtime.bot import contract
 from runtime.bot.cli import EXIT_CONFIG, main
 from runtime.bot.config import BotEnvironment, build_parser, plan_workers, settings_from
 from runtime.bot.errors import ConfigError
@@ -158,6 +159,15 @@ def test_fair_sharing_knobs_come_from_the_contract() -> None:
     assert (settings.user_burst, settings.user_max_pending, settings.max_wait_s) == (32, 20, 90.0)
 
 
+def test_model_poll_interval_defaults_to_the_contract_and_can_be_set_or_switched_off() -> None:
+    assert settings_from({}, build_parser().parse_args([])).model_poll_s == contract.MODEL_POLL_S == 60
+    env = {"GENART_MODEL_POLL_S": "30"}
+    assert settings_from(env, build_parser().parse_args([])).model_poll_s == 30.0
+    assert settings_from(env, build_parser().parse_args(["--model-poll", "0"])).model_poll_s == 0.0
+    with pytest.raises(ConfigError, match="--model-poll must be from 0 to 3600"):
+        settings_from({}, build_parser().parse_args(["--model-poll", "-5"]))
+
+
 def test_environment_token_stays_out_of_reprs() -> None:
     settings = BotEnvironment.from_env({"DISCORD_TOKEN": FAKE_TOKEN})
     assert FAKE_TOKEN not in repr(settings)
@@ -178,6 +188,8 @@ def test_environment_token_stays_out_of_reprs() -> None:
         ({"GENART_USER_BURST": "8"}, "GENART_USER_BURST must be >= 16"),  # a grid of 16 must stay possible
         ({"GENART_USER_MAX_PENDING": "4"}, "GENART_USER_MAX_PENDING must be >= 16"),
         ({"GENART_MAX_WAIT_S": "inf"}, "GENART_MAX_WAIT_S"),
+        ({"GENART_MODEL_POLL_S": "-1"}, "GENART_MODEL_POLL_S must be >= 0"),
+        ({"GENART_MODEL_POLL_S": "inf"}, "GENART_MODEL_POLL_S"),
     ],
 )
 def test_bad_settings_are_clear(env: dict[str, str], message: str) -> None:
@@ -213,8 +225,9 @@ def test_cli_exits_2_with_one_line_error(capsys: pytest.CaptureFixture[str], res
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("genart-bot: error: ") and "placeholder" in lines[0]
     assert json.loads(captured.out.strip().splitlines()[-1])["level"] == "ERROR"
-    assert main(["--console", "--model", "/nonexistent.onnx"], env={}) == EXIT_CONFIG
-    assert "model file not found" in capsys.readouterr().err
+    # A model not published yet is waited for (test_model_watch.py); no model source at all is a config error.
+    assert main(["--console"], env={}) == EXIT_CONFIG
+    assert "no model configured" in capsys.readouterr().err
 
 
 def test_token_never_reaches_logs(restore_logging: None) -> None:

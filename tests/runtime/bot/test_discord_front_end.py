@@ -293,3 +293,39 @@ def test_operator_requester_needs_no_http(make_settings: Any, face_generator: Fa
 
     owner, operator, user = asyncio.run(scenario())
     assert owner.is_operator and operator.is_operator and not user.is_operator
+
+
+def test_without_a_model_slash_answers_privately_prefix_says_it_publicly_and_help_still_works(
+    make_settings: Any, fake: FakeDiscord, tmp_path: Path
+) -> None:
+    from runtime.bot.commands import NO_MODEL_TEXT
+    from runtime.bot.model_source import ModelSource
+
+    settings = make_settings(
+        model_source=ModelSource(local_path=tmp_path / "not-yet.onnx"), operator_ids=frozenset({str(OPERATOR_ID)})
+    )
+
+    async def scenario() -> list[Call]:
+        engine = Engine(settings=settings)
+        await engine.start()
+        async with running_bot(engine, fake, owner_id=OWNER_ID) as bot:
+            bot.slash("claim_waifu", user_id=USER_ID, name="Asuka")
+            await fake.wait_for("callback")
+            bot.slash("waifu_help", user_id=USER_ID)
+            await fake.wait_for("callback", count=2)
+            bot.prefix("$claim_waifu_grid 4", user_id=USER_ID)
+            await fake.wait_for("message")
+            bot.slash("reload_model", user_id=OPERATOR_ID)
+            await fake.wait_for("followup")
+        return fake.calls
+
+    calls = asyncio.run(scenario())
+    draw, help_reply, reload_ack = (call for call in calls if call.kind == "callback")
+    (prefix,) = (call for call in calls if call.kind == "message")
+    (reload_reply,) = (call for call in calls if call.kind == "followup")
+    assert draw.content == NO_MODEL_TEXT and draw.flags & EPHEMERAL  # a refusal, never a defer
+    assert draw.payload is not None and draw.payload["type"] == MESSAGE
+    assert help_reply.content.startswith("**GenArt waifu bot**")
+    assert prefix.content == NO_MODEL_TEXT and not prefix.files  # prefix replies cannot be private
+    assert reload_ack.payload is not None and reload_ack.payload["type"] == DEFER
+    assert reload_reply.content == "Nothing to load: no face generator published yet."

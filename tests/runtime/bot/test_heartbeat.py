@@ -6,6 +6,8 @@ import asyncio
 import io
 import json
 import logging
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -58,3 +60,25 @@ def test_the_bot_is_alive_only_when_connected_and_not_shutting_down(
 def test_heartbeat_interval_fits_the_alarm_period() -> None:
     # Five-minute alarm periods: at least three lines per period, so one late line cannot look like silence.
     assert contract.HEARTBEAT_INTERVAL_S * 3 <= 300
+
+
+def test_a_bot_waiting_for_its_first_model_is_alive_and_logs_its_connection(
+    make_settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runtime.bot.engine import Engine
+    from runtime.bot.model_source import ModelSource
+
+    async def scenario() -> tuple[bool, bool]:
+        engine = Engine(settings=make_settings(model_source=ModelSource(local_path=tmp_path / "not-yet.onnx")))
+        await engine.start()
+        bot = GenArtBot(engine=engine)
+        monkeypatch.setattr(bot, "is_ready", lambda: True)
+        await bot.on_ready()  # no model to describe: still logs the connection
+        alive = bot.alive()
+        await engine.close()
+        await bot.close()
+        return alive, engine.holder.loaded
+
+    alive, loaded = asyncio.run(scenario())
+    # No model is not silence: the Bot stack's heartbeat alarm must not fire while the pipeline has not published.
+    assert alive and not loaded
