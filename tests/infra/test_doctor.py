@@ -144,14 +144,20 @@ def test_old_bootstrap_unconfirmed_subscription_and_missing_models_are_misses(ac
         Name="/cdk-bootstrap/hnb659fds/version", Value=str(MIN_BOOTSTRAP_VERSION - 1), Type="String", Overwrite=True
     )
     account.client("s3").delete_object(Bucket="models", Key="stylegan/latest.onnx")
-    account.client("s3").delete_object(Bucket="models", Key="cartoonizer/whitebox/model.onnx")
     checks = _checks(account)
     assert not checks["CDK bootstrap (hnb659fds)"].ok
     assert not checks["ops-alerts subscription"].ok
     assert not checks["bot generator s3://models/stylegan/latest.onnx"].ok
     assert checks["diffusion weights s3://models/diffusion/sd15/"].ok
-    cartoonizer = checks["cartoonizer model s3://models/cartoonizer/whitebox/"]
-    assert not cartoonizer.ok and "s3://models/cartoonizer/whitebox/" in cartoonizer.fix
+    assert checks["cartoonizer model s3://models/cartoonizer/whitebox/"].ok
+
+
+def test_a_missing_cartoonizer_model_is_the_only_miss_and_names_its_prefix(account: Account) -> None:
+    _ready(account)
+    account.client("s3").delete_object(Bucket="models", Key="cartoonizer/whitebox/model.onnx")
+    misses = [c for c in _checks(account).values() if not c.ok]
+    assert [c.name for c in misses] == ["cartoonizer model s3://models/cartoonizer/whitebox/"]
+    assert "s3://models/cartoonizer/whitebox/" in misses[0].fix
 
 
 def test_doctor_uses_only_read_only_calls() -> None:
