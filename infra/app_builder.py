@@ -10,12 +10,19 @@ from cdk_nag import AwsSolutionsChecks
 from infra.components.image_repository import assert_one_bootstrap
 from infra.config import EnvConfig
 from infra.stacks.bot import BotStack
+from infra.stacks.cartoonizer import CartoonizerStack
 from infra.stacks.diffusion import DiffusionStack
 from infra.stacks.pipeline import PipelineStack
-from infra.stacks.storage import StorageStack
+from infra.stacks.storage import ImageSystem, StorageStack
+from runtime.cartoonizer import contract as cartoonizer_contract
 
 # Systems whose images `cdk deploy` builds and pushes into a repository of the Storage stack.
-IMAGE_SYSTEMS = ("diffusion", "pipeline")
+IMAGE_SYSTEMS = (
+    ImageSystem("diffusion"),
+    ImageSystem("pipeline"),
+    # The image function's and the video endpoint's images; the function's is pulled by the Lambda service.
+    ImageSystem("cartoonizer", images=2, lambda_images=True),
+)
 
 
 @dataclass(frozen=True)
@@ -26,10 +33,11 @@ class GenArtStacks:
     bot: BotStack
     pipeline: PipelineStack
     diffusion: DiffusionStack
+    cartoonizer: CartoonizerStack
 
     def all(self) -> list[cdk.Stack]:
         """Every stack, in deployment order."""
-        return [self.storage, self.bot, self.pipeline, self.diffusion]
+        return [self.storage, self.bot, self.pipeline, self.diffusion, self.cartoonizer]
 
 
 def build_app(app: cdk.App, config: EnvConfig) -> GenArtStacks:
@@ -41,6 +49,7 @@ def build_app(app: cdk.App, config: EnvConfig) -> GenArtStacks:
         config=config.storage,
         env_name=config.name,
         image_systems=IMAGE_SYSTEMS,
+        early_expiry_days={cartoonizer_contract.INPUTS_PREFIX: config.cartoonizer.inputs_expiry_days},
         env=env,
         description="GenArt: buckets, the Discord bot token secret, image repositories, the ops-alerts topic",
     )
@@ -81,8 +90,21 @@ def build_app(app: cdk.App, config: EnvConfig) -> GenArtStacks:
         env=env,
         description="GenArt: Stable Diffusion SageMaker endpoint, autoscaling and alarms",
     )
+    cartoonizer = CartoonizerStack(
+        app,
+        f"{config.prefix}-Cartoonizer",
+        config=config.cartoonizer,
+        env_name=config.name,
+        image_repository=storage.image_repositories["cartoonizer"],
+        models_bucket=storage.models_bucket,
+        outputs_bucket=storage.outputs_bucket,
+        ops_alerts=storage.ops_alerts,
+        retain_logs=config.storage.retain_data,
+        env=env,
+        description="GenArt: Cartoonizer image Lambda (CPU) and async GPU video endpoint, scaled to zero, alarms",
+    )
 
-    stacks = GenArtStacks(storage=storage, bot=bot, pipeline=pipeline, diffusion=diffusion)
+    stacks = GenArtStacks(storage=storage, bot=bot, pipeline=pipeline, diffusion=diffusion, cartoonizer=cartoonizer)
     for stack in stacks.all():
         cdk.Tags.of(stack).add("project", "genart")
         cdk.Tags.of(stack).add("environment", config.name)

@@ -12,6 +12,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from runtime.bot import contract as bot_contract
+from runtime.cartoonizer import contract as cartoonizer_contract
 
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _S3_KEY_RE = re.compile(r"^[A-Za-z0-9!_.*'()/-]+$")
@@ -27,7 +28,13 @@ _LOG_RETENTION_DAYS = frozenset(
     {1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653}
 )
 # Appended to a range error for these keys.
-_RANGE_NOTES = {"startup_timeout_seconds": "SageMaker's limits", "download_timeout_seconds": "SageMaker's limits"}
+_RANGE_NOTES = {
+    "startup_timeout_seconds": "SageMaker's limits",
+    "download_timeout_seconds": "SageMaker's limits",
+    "invocation_timeout_seconds": "SageMaker's asynchronous limits",
+    "memory_mb": "Lambda's limits",
+    "timeout_seconds": "Lambda's limits",
+}
 
 
 class ConfigError(ValueError):
@@ -234,6 +241,65 @@ class PipelineConfig(_Settings, frozen=True):
         return self
 
 
+class CartoonizerImageConfig(_Settings, frozen=True):
+    """The container-image Lambda that cartoonizes one image per invocation on CPU."""
+
+    # Lambda gives CPU in proportion to memory (1769 MB is one vCPU): a starting point, to be tuned by measurement.
+    memory_mb: Annotated[int, Field(ge=128, le=10240)] = 3008
+    timeout_seconds: Annotated[int, Field(ge=10, le=900)] = 120
+    # None shares the account's pool: Lambda keeps 10 (or 100) unreserved, so a fresh account cannot reserve any.
+    reserved_concurrency: Annotated[int | None, Field(ge=1, le=1000)] = None
+    max_side: Annotated[int, Field(ge=64, le=8192)] = cartoonizer_contract.DEFAULT_MAX_IMAGE_SIDE
+    max_bytes: Annotated[int, Field(ge=100_000, le=200_000_000)] = 25_000_000
+    tracing: bool = False
+
+
+class CartoonizerVideoConfig(_Settings, frozen=True):
+    """The asynchronous GPU endpoint that cartoonizes videos (and images sent to it); scales to zero by default."""
+
+    instance_type: SageMakerInstanceType = "ml.g4dn.xlarge"
+    min_instances: Annotated[int, Field(ge=0)] = 0
+    max_instances: Annotated[int, Field(ge=1, le=20)] = 1
+    # The server overlaps decode, inference and encode within a job; more jobs per GPU only queue on it.
+    max_concurrent_invocations_per_instance: Annotated[int, Field(ge=1, le=16)] = 1
+    target_backlog_per_instance: Annotated[int, Field(ge=1, le=100)] = 2
+    # Callers pass it as InvokeEndpointAsync's InvocationTimeoutSeconds (SageMaker's default is 900).
+    invocation_timeout_seconds: Annotated[int, Field(ge=60, le=3600)] = 3600
+    max_side: Annotated[int, Field(ge=64, le=8192)] = cartoonizer_contract.DEFAULT_MAX_VIDEO_SIDE
+    max_seconds: Annotated[int, Field(ge=1, le=36_000)] = 600
+    progress_interval_seconds: Annotated[float, Field(ge=0.5, le=60)] = cartoonizer_contract.DEFAULT_PROGRESS_INTERVAL_S
+    startup_timeout_seconds: Annotated[int, Field(ge=60, le=3600)] = 600
+    download_timeout_seconds: Annotated[int, Field(ge=60, le=3600)] = 600
+    latency_alarm_p90_seconds: Annotated[int, Field(ge=1, le=3600)] = 1800
+    backlog_age_alarm_seconds: Annotated[int, Field(ge=60, le=86400)] = 1800
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Self:
+        if self.min_instances > self.max_instances:
+            _fail("must be 0..max_instances", "min_instances")
+        if self.latency_alarm_p90_seconds > self.invocation_timeout_seconds:
+            _fail(
+                "must be at most invocation_timeout_seconds (no job runs longer, so the alarm could never fire)",
+                "latency_alarm_p90_seconds",
+            )
+        return self
+
+
+class CartoonizerConfig(_Settings, frozen=True):
+    """The Cartoonizer: images on a container-image Lambda, videos on an asynchronous GPU endpoint."""
+
+    model_name: Annotated[str, _matches(r"[a-z0-9][a-z0-9-]{0,62}", "must be lowercase letters, digits and dashes")] = (
+        "whitebox"
+    )
+    # Uploads (people's photos and videos) under cartoonizer/inputs/ go sooner than results (outputs_expiry_days).
+    inputs_expiry_days: Annotated[int, Field(ge=1, le=3650)] = 1
+    log_retention_days: Annotated[
+        int, _check(lambda days: days in _LOG_RETENTION_DAYS, f"must be one of {sorted(_LOG_RETENTION_DAYS)}")
+    ] = 30
+    image: CartoonizerImageConfig = CartoonizerImageConfig()
+    video: CartoonizerVideoConfig = CartoonizerVideoConfig()
+
+
 class EnvConfig(_Settings, frozen=True):
     """One deployment environment (dev, prod, ...): where it goes and how each system is sized."""
 
@@ -248,6 +314,17 @@ class EnvConfig(_Settings, frozen=True):
     bot: BotConfig = BotConfig()
     diffusion: DiffusionConfig = DiffusionConfig()
     pipeline: PipelineConfig = PipelineConfig()
+    cartoonizer: CartoonizerConfig = CartoonizerConfig()
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Self:
+        if self.cartoonizer.inputs_expiry_days > self.storage.outputs_expiry_days:
+            _fail(
+                f"must be at most storage.outputs_expiry_days ({self.storage.outputs_expiry_days}): the whole "
+                "outputs bucket already expires then",
+                "cartoonizer.inputs_expiry_days",
+            )
+        return self
 
     @property
     def prefix(self) -> str:

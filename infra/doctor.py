@@ -12,6 +12,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from infra.config import ConfigError, EnvConfig, load_config
+from runtime.cartoonizer import contract as cartoonizer_contract
 from runtime.endpoint import contract as endpoint_contract
 
 # The synthesized templates' CheckBootstrapVersion rule rejects versions 1-5.
@@ -75,14 +76,20 @@ def _sagemaker_quotas(client: ClientFactory) -> dict[str, float]:
 
 def required_quotas(config: EnvConfig) -> dict[str, int]:
     """SageMaker quota names this environment needs, with the instance count each must allow."""
-    pipeline, diffusion = config.pipeline, config.diffusion
+    pipeline, diffusion, video = config.pipeline, config.diffusion, config.cartoonizer.video
     training = "spot training job usage" if pipeline.use_spot else "training job usage"
     needed = {
-        f"{diffusion.instance_type} for endpoint usage": diffusion.max_instances,
         f"{pipeline.training_instance_type} for {training}": pipeline.training_instance_count,
         f"{pipeline.processing_instance_type} for processing job usage": 1,
         f"{pipeline.export_instance_type} for processing job usage": 1,
     }
+    # Both endpoints can run at once: on one instance type their maximums add up.
+    for instance_type, count in (
+        (diffusion.instance_type, diffusion.max_instances),
+        (video.instance_type, video.max_instances),
+    ):
+        name = f"{instance_type} for endpoint usage"
+        needed[name] = needed.get(name, 0) + count
     return needed
 
 
@@ -169,7 +176,7 @@ def _presence(client: ClientFactory, *, name: str, bucket: str, key: str, missin
 
 
 def check_models(client: ClientFactory, config: EnvConfig, bucket: str) -> Iterator[Check]:
-    """The generator the bot serves and the diffusers weights the endpoint loads are in the models bucket."""
+    """The generator the bot serves, the diffusers weights and the cartoonizer model are in the models bucket."""
     key = config.bot.model_key
     yield _presence(
         client,
@@ -188,6 +195,15 @@ def check_models(client: ClientFactory, config: EnvConfig, bucket: str) -> Itera
         missing="no model_index.json (the endpoint never turns healthy without weights)",
         fix=f"python -m runtime.endpoint.upload_model --source <diffusers folder> --bucket {bucket} "
         f"--name {config.diffusion.model_name}",
+    )
+    cartoonizer = cartoonizer_contract.model_prefix(config.cartoonizer.model_name)
+    yield _presence(
+        client,
+        name=f"cartoonizer model s3://{bucket}/{cartoonizer}",
+        bucket=bucket,
+        key=f"{cartoonizer}{cartoonizer_contract.MODEL_FILE}",
+        missing=f"no {cartoonizer_contract.MODEL_FILE} (images and videos fail until the converted model is there)",
+        fix=f"convert the checkpoint (docs/cartoonizer.md), then aws s3 cp --recursive <folder>/ s3://{bucket}/{cartoonizer}",
     )
 
 

@@ -32,6 +32,8 @@ PUBLISH_ACTIONS = (
     "ecr:PutImage",
     "ecr:UploadLayerPart",
 )
+# What the Lambda service needs to pull a container-image function's image (AWS's documented repository policy).
+LAMBDA_PULL_ACTIONS = ("ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer")
 
 
 BOOTSTRAP_QUALIFIER_CONTEXT = "@aws-cdk/core:bootstrapQualifier"
@@ -118,6 +120,7 @@ class ImageRepository(Construct):
         # The count rule sees every image of the repository: with k different images it keeps k x keep_images,
         # so rebuilding one image keep_images times can never expire the current version of another.
         self.images = images
+        self.lambda_pull = False
         self._published: list[str] = []
         stack = Stack.of(self)
         # A plain string, not a token: consuming stacks need it in their synthesizer at construction time.
@@ -173,6 +176,26 @@ class ImageRepository(Construct):
     def grant_pull(self, grantee: iam.IGrantable) -> iam.Grant:
         """Let grantee pull images (and get an ECR login token)."""
         return self.repository.grant_pull(grantee)
+
+    def grant_lambda_pull(self) -> None:
+        """Let the Lambda service pull images for this account's functions in this region."""
+        if self.lambda_pull:
+            return
+        # Granted where the repository lives, once: a consuming stack must not edit Storage's resources (and an
+        # imported repository silently ignores the grant CDK's DockerImageCode.from_ecr attempts).
+        self.repository.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="LambdaImagePull",
+                principals=[iam.ServicePrincipal("lambda.amazonaws.com")],
+                actions=list(LAMBDA_PULL_ACTIONS),
+                conditions={
+                    "StringLike": {
+                        "aws:sourceArn": f"arn:{Aws.PARTITION}:lambda:{Aws.REGION}:{Aws.ACCOUNT_ID}:function:*"
+                    }
+                },
+            )
+        )
+        self.lambda_pull = True
 
     def asset_synthesizer(self) -> DefaultStackSynthesizer | CliCredentialsStackSynthesizer:
         """A new synthesizer for a consuming stack: same qualifier, Docker assets go to this repository."""

@@ -6,8 +6,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from aws_cdk import Stack
+from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from infra.components.image_repository import ImageRepository
@@ -18,6 +20,10 @@ DEFAULT_EXCLUDES = ("**/__pycache__", "**/*.pyc", "**/.pytest_cache", "**/.mypy_
 
 class ImageNotInRepositoryError(ValueError):
     """The stack's synthesizer would publish the image somewhere other than the repository it was given."""
+
+
+class RepositoryClosedToLambdaError(ValueError):
+    """A Lambda function would run an image from a repository whose policy does not admit the Lambda service."""
 
 
 class PublishedImage(Construct):
@@ -66,3 +72,17 @@ class PublishedImage(Construct):
     def grant_pull(self, grantee: iam.IGrantable) -> iam.Grant:
         """Let grantee pull this image."""
         return self.repository.grant_pull(grantee)
+
+    def lambda_code(self, *, cmd: Sequence[str] | None = None) -> lambda_.DockerImageCode:
+        """Code for a DockerImageFunction running this image; its repository must have granted Lambda pull."""
+        if not self.repository.lambda_pull:
+            raise RepositoryClosedToLambdaError(
+                f"{self.asset.node.path}: {self.repository.repository_name} does not admit the Lambda service; "
+                "call grant_lambda_pull() on its ImageRepository where the repository is created"
+            )
+        # A reference, not the repository itself: from_ecr's own grant (no source condition) must not reach the
+        # owning stack's repository policy; an imported repository ignores it.
+        reference = ecr.Repository.from_repository_name(self, "LambdaRepository", self.repository.repository_name)
+        return lambda_.DockerImageCode.from_ecr(
+            reference, tag_or_digest=self.asset.image_tag, cmd=list(cmd) if cmd is not None else None
+        )

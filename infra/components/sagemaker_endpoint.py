@@ -63,6 +63,13 @@ class ModelData:
             raise ValueError(f"ModelData.prefix: must end with '/', got {self.prefix!r}")
 
 
+def instance_scoped_endpoint_name(base: str, instance_type: str) -> str:
+    """Endpoint name ending in the instance type (ml.g5.xlarge -> <base>-g5-xlarge): changing the type replaces it."""
+    # SageMaker cannot change the instance type of an autoscaled variant in place; with the type in the name a new
+    # endpoint is created (and up) before the old one goes, so switching types is a plain deploy.
+    return f"{base}-{instance_type.removeprefix('ml.').replace('.', '-')}"
+
+
 def endpoint_log_group_name(endpoint_name: str) -> str:
     """The log group SageMaker writes an endpoint's container logs to."""
     return f"/aws/sagemaker/Endpoints/{endpoint_name}"

@@ -13,7 +13,12 @@ from infra.components.endpoint_scaling import EndpointCapacity
 from infra.components.image_repository import ImageRepository
 from infra.components.ops_alerts import OpsAlertsTopic
 from infra.components.published_image import PublishedImage
-from infra.components.sagemaker_endpoint import AsyncInvocation, ModelData, SageMakerEndpoint
+from infra.components.sagemaker_endpoint import (
+    AsyncInvocation,
+    ModelData,
+    SageMakerEndpoint,
+    instance_scoped_endpoint_name,
+)
 from infra.config import DiffusionConfig
 from runtime.endpoint import contract
 
@@ -23,10 +28,8 @@ SCALABLE_TARGET_LOGICAL_ID = "ScalingTarget6760FBAF"
 
 def endpoint_name(*, env_name: str, config: DiffusionConfig) -> str:
     """Physical endpoint name; it carries the mode and instance type, so changing either replaces the endpoint."""
-    # SageMaker cannot change the instance type of an autoscaled variant in place; a replacement (the new
-    # endpoint is up before the old one goes) also makes switching between async and realtime a plain deploy.
-    instance = config.instance_type.removeprefix("ml.").replace(".", "-")
-    return f"genart-{env_name}-sd-{config.mode}-{instance}"
+    # A replacement also makes switching between async and realtime a plain deploy.
+    return instance_scoped_endpoint_name(f"genart-{env_name}-sd-{config.mode}", config.instance_type)
 
 
 # An asynchronous endpoint's response is an S3 object (up to 1 GB), not the 6 MB real-time payload.

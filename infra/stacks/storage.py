@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_s3 as s3
@@ -19,6 +20,21 @@ from infra.stacks.github_diff_role import GithubDiffRole
 TOKEN_PLACEHOLDER_MARKER = "REPLACE-ME"  # noqa: S105 - a marker, not a credential
 
 
+@dataclass(frozen=True)
+class ImageSystem:
+    """A system whose images `cdk deploy` publishes into a repository of this stack."""
+
+    name: str
+    images: int = 1
+    # One of its images runs as a container-image Lambda function: the repository admits the Lambda service.
+    lambda_images: bool = False
+
+
+def expiry_rule_id(prefix: str) -> str:
+    """Lifecycle rule id of an early expiry for one key prefix of the outputs bucket."""
+    return "expire-" + "-".join(part for part in prefix.split("/") if part)
+
+
 class StorageStack(Stack):
     """Owns the buckets, the Discord token secret, one ECR repository per image-building system and the alerts topic."""
 
@@ -29,7 +45,8 @@ class StorageStack(Stack):
         *,
         config: StorageConfig,
         env_name: str,
-        image_systems: Sequence[str],
+        image_systems: Sequence[ImageSystem],
+        early_expiry_days: Mapping[str, int] | None = None,
         **kwargs: object,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)  # type: ignore[arg-type]
@@ -62,7 +79,12 @@ class StorageStack(Stack):
             removal=data_removal,
             retain=config.retain_data,
             lifecycle_rules=[
-                s3.LifecycleRule(id="expire-outputs", expiration=Duration.days(config.outputs_expiry_days))
+                s3.LifecycleRule(id="expire-outputs", expiration=Duration.days(config.outputs_expiry_days)),
+                # Prefixes (uploads, say) that go sooner than the rest; S3 applies the earliest expiry that matches.
+                *(
+                    s3.LifecycleRule(id=expiry_rule_id(prefix), prefix=prefix, expiration=Duration.days(days))
+                    for prefix, days in sorted((early_expiry_days or {}).items())
+                ),
             ],
         )
 
@@ -91,14 +113,18 @@ class StorageStack(Stack):
 
         # Deployed before every system stack, so `cdk deploy --all` can push their images into these.
         self.image_repositories = {
-            system: ImageRepository(
+            system.name: ImageRepository(
                 self,
-                f"{system.capitalize()}Images",
-                repository_name=f"genart-{env_name}/{system}",
-                description=f"ECR repository of the {system} images (filled by cdk deploy)",
+                f"{system.name.capitalize()}Images",
+                repository_name=f"genart-{env_name}/{system.name}",
+                images=system.images,
+                description=f"ECR repository of the {system.name} images (filled by cdk deploy)",
             )
             for system in image_systems
         }
+        for system in image_systems:
+            if system.lambda_images:
+                self.image_repositories[system.name].grant_lambda_pull()
         self.ops_alerts = OpsAlertsTopic(
             self,
             "OpsAlerts",

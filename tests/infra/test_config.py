@@ -73,6 +73,33 @@ def test_list_becomes_tuple_and_account_region_are_kept() -> None:
         ("dev.pipeline.notification_email", "nobody", r"envs\.dev\.pipeline\.notification_email: is not an email"),
         ("dev.pipeline.max_wait_hours", 1, r"envs\.dev\.pipeline\.max_wait_hours: must be at least max_run_hours"),
         ("dev.storage", [], r"envs\.dev\.storage: expected an object"),
+        ("dev.cartoonizer.imag", {}, r"envs\.dev\.cartoonizer\.imag: unknown key; expected one of \['image', "),
+        ("dev.cartoonizer.model_name", "White Box", r"envs\.dev\.cartoonizer\.model_name: must be lowercase"),
+        ("dev.cartoonizer.image.memory_mb", 64, r"envs\.dev\.cartoonizer\.image\.memory_mb: must be 128\.\.10240"),
+        ("dev.cartoonizer.image.timeout_seconds", 901, r"envs\.dev\.cartoonizer\.image\.timeout_seconds: must be"),
+        (
+            "dev.cartoonizer.image.reserved_concurrency",
+            0,
+            r"envs\.dev\.cartoonizer\.image\.reserved_concurrency: must be 1\.\.1000",
+        ),
+        (
+            "dev.cartoonizer.image.reserved_concurrency",
+            "5",
+            r"envs\.dev\.cartoonizer\.image\.reserved_concurrency: expected an integer",
+        ),
+        ("dev.cartoonizer.video.instance_type", "g4dn.xlarge", r"envs\.dev\.cartoonizer\.video\.instance_type: must"),
+        ("dev.cartoonizer.video.min_instances", 2, r"envs\.dev\.cartoonizer\.video\.min_instances: must be 0\.\."),
+        (
+            "dev.cartoonizer.video.invocation_timeout_seconds",
+            4000,
+            r"envs\.dev\.cartoonizer\.video\.invocation_timeout_seconds: must be 60\.\.3600 \(SageMaker",
+        ),
+        ("dev.cartoonizer.log_retention_days", 31, r"envs\.dev\.cartoonizer\.log_retention_days: must be one of"),
+        (
+            "dev.cartoonizer.inputs_expiry_days",
+            8,
+            r"envs\.dev\.cartoonizer\.inputs_expiry_days: must be at most storage\.outputs_expiry_days \(7\)",
+        ),
     ],
 )
 def test_bad_settings_fail_with_the_key_named(path: str, value: Any, message: str) -> None:
@@ -84,6 +111,20 @@ def test_realtime_mode_needs_a_warm_instance() -> None:
     envs = _envs_with("dev.diffusion", {"mode": "realtime", "min_instances": 0})
     with pytest.raises(ConfigError, match=r"envs\.dev\.diffusion\.min_instances: must be 1\.\.max_instances"):
         load_config(envs, "dev")
+
+
+def test_cartoonizer_latency_alarm_must_be_able_to_fire_within_the_invocation_timeout() -> None:
+    video = {"invocation_timeout_seconds": 900, "latency_alarm_p90_seconds": 1800}
+    with pytest.raises(
+        ConfigError, match=r"envs\.dev\.cartoonizer\.video\.latency_alarm_p90_seconds: must be at most invocation"
+    ):
+        load_config(_envs_with("dev.cartoonizer.video", video), "dev")
+
+
+def test_cartoonizer_defaults_idle_at_zero_and_share_the_accounts_lambda_pool() -> None:
+    config = load_config({"qa": {}}, "qa").cartoonizer
+    assert (config.video.min_instances, config.image.reserved_concurrency) == (0, None)
+    assert config.image.memory_mb == 3008 and config.inputs_expiry_days == 1
 
 
 def test_unknown_environment_lists_the_known_ones() -> None:
@@ -109,14 +150,26 @@ def test_config_is_frozen() -> None:
 
 
 def test_configuration_doc_names_every_setting() -> None:
-    from infra.config import BotConfig, DiffusionConfig, PipelineConfig, StorageConfig
+    from infra.config import (
+        BotConfig,
+        CartoonizerConfig,
+        CartoonizerImageConfig,
+        CartoonizerVideoConfig,
+        DiffusionConfig,
+        PipelineConfig,
+        StorageConfig,
+    )
 
     doc = (REPO_ROOT / "docs" / "configuration.md").read_text()
-    for cls in (EnvConfig, StorageConfig, BotConfig, DiffusionConfig, PipelineConfig):
+    sections = ("name", "storage", "bot", "diffusion", "pipeline", "cartoonizer", "image", "video")
+    models = (EnvConfig, StorageConfig, BotConfig, DiffusionConfig, PipelineConfig, CartoonizerConfig)
+    for cls in (*models, CartoonizerImageConfig, CartoonizerVideoConfig):
         for name in cls.model_fields:
-            if name in ("name", "storage", "bot", "diffusion", "pipeline"):
+            if name in sections:
                 continue
             assert f"`{name}`" in doc, f"docs/configuration.md does not document {cls.__name__}.{name}"
+    for section in ("cartoonizer.image", "cartoonizer.video"):
+        assert f"## `{section}`" in doc
 
 
 def _error(envs: dict[str, Any], env_name: str = "dev") -> str:
@@ -189,7 +242,8 @@ def test_an_unknown_key_is_reported_before_a_bad_value() -> None:
 def test_a_name_key_in_an_env_is_unknown_not_a_rename() -> None:
     message = _error(_envs_with("dev.name", "prod"))
     assert message == (
-        "envs.dev.name: unknown key; expected one of ['account', 'bot', 'diffusion', 'pipeline', 'region', 'storage']"
+        "envs.dev.name: unknown key; expected one of "
+        "['account', 'bot', 'cartoonizer', 'diffusion', 'pipeline', 'region', 'storage']"
     )
 
 
@@ -282,15 +336,20 @@ def test_max_wait_hours_only_matters_with_spot() -> None:
 def test_configuration_doc_documents_no_removed_setting() -> None:
     import re
 
-    from infra.config import BotConfig, DiffusionConfig, PipelineConfig, StorageConfig
+    from infra.config import (
+        BotConfig,
+        CartoonizerConfig,
+        CartoonizerImageConfig,
+        CartoonizerVideoConfig,
+        DiffusionConfig,
+        PipelineConfig,
+        StorageConfig,
+    )
 
     doc = (REPO_ROOT / "docs" / "configuration.md").read_text()
     documented = set(re.findall(r"^\| `(\w+)` \|", doc, flags=re.MULTILINE))
-    settings = {
-        name
-        for cls in (EnvConfig, StorageConfig, BotConfig, DiffusionConfig, PipelineConfig)
-        for name in cls.model_fields
-    }
+    models = (EnvConfig, StorageConfig, BotConfig, DiffusionConfig, PipelineConfig, CartoonizerConfig)
+    settings = {name for cls in (*models, CartoonizerImageConfig, CartoonizerVideoConfig) for name in cls.model_fields}
     assert documented and documented <= settings, f"documented but not settings: {sorted(documented - settings)}"
 
 

@@ -90,6 +90,7 @@ def _ready(account: Account, *, token: str = '{"value": "a-real-token"}', confir
     s3.create_bucket(Bucket="models")
     s3.put_object(Bucket="models", Key="stylegan/latest.onnx", Body=b"onnx")
     s3.put_object(Bucket="models", Key="diffusion/sd15/model_index.json", Body=b"{}")
+    s3.put_object(Bucket="models", Key="cartoonizer/whitebox/model.onnx", Body=b"onnx")
     topic = account.client("sns").create_topic(Name="alerts")["TopicArn"]
     if confirm:
         account.client("sns").subscribe(TopicArn=topic, Protocol="email", Endpoint="ops@example.com")
@@ -104,7 +105,8 @@ def test_a_ready_account_passes_every_check(account: Account) -> None:
     _ready(account)
     checks = _checks(account)
     assert [c.line() for c in checks.values() if not c.ok] == []
-    assert len(checks) == 11  # bootstrap, 3 quotas (processing and export share one), 3 roles, token, 2 models, alerts
+    # bootstrap, 4 quotas (processing and export share one), 3 roles, token, 3 models, alerts
+    assert len(checks) == 13
 
 
 def test_placeholder_token_is_a_miss_and_the_value_is_never_shown(account: Account) -> None:
@@ -147,6 +149,15 @@ def test_old_bootstrap_unconfirmed_subscription_and_missing_models_are_misses(ac
     assert not checks["ops-alerts subscription"].ok
     assert not checks["bot generator s3://models/stylegan/latest.onnx"].ok
     assert checks["diffusion weights s3://models/diffusion/sd15/"].ok
+    assert checks["cartoonizer model s3://models/cartoonizer/whitebox/"].ok
+
+
+def test_a_missing_cartoonizer_model_is_the_only_miss_and_names_its_prefix(account: Account) -> None:
+    _ready(account)
+    account.client("s3").delete_object(Bucket="models", Key="cartoonizer/whitebox/model.onnx")
+    misses = [c for c in _checks(account).values() if not c.ok]
+    assert [c.name for c in misses] == ["cartoonizer model s3://models/cartoonizer/whitebox/"]
+    assert "s3://models/cartoonizer/whitebox/" in misses[0].fix
 
 
 def test_doctor_uses_only_read_only_calls() -> None:
@@ -165,6 +176,12 @@ def test_required_quotas_follow_the_config() -> None:
     assert spot["ml.g5.2xlarge for spot training job usage"] == 2
     on_demand = required_quotas(load_config({"x": {"pipeline": {"use_spot": False}}}, "x"))
     assert "ml.g5.2xlarge for training job usage" in on_demand
+    assert on_demand["ml.g4dn.xlarge for endpoint usage"] == 1  # the Cartoonizer's video endpoint
+    shared = {
+        "diffusion": {"max_instances": 2},
+        "cartoonizer": {"video": {"instance_type": "ml.g5.xlarge", "max_instances": 3}},
+    }
+    assert required_quotas(load_config({"x": shared}, "x"))["ml.g5.xlarge for endpoint usage"] == 5
     assert json.dumps(on_demand)
 
 

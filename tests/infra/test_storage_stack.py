@@ -150,6 +150,7 @@ def test_outputs_name_every_bucket_and_the_secret() -> None:
 def test_one_scanned_repository_per_image_building_system(env_name: str) -> None:
     repositories = resources_of_type(_storage(env_name).json, "AWS::ECR::Repository").values()
     assert sorted(r["Properties"]["RepositoryName"] for r in repositories) == [
+        f"genart-{env_name}/cartoonizer",
         f"genart-{env_name}/diffusion",
         f"genart-{env_name}/pipeline",
     ]
@@ -172,7 +173,7 @@ def test_ops_alerts_topic_is_encrypted_and_admits_alarms_and_rules(env_name: str
     }
     assert principals == {"cloudwatch.amazonaws.com", "events.amazonaws.com"}
     assert "OpsAlertsTopicArn" in stack.json["Outputs"]
-    assert {"DiffusionRepositoryUri", "PipelineRepositoryUri"} <= set(stack.json["Outputs"])
+    assert {"DiffusionRepositoryUri", "PipelineRepositoryUri", "CartoonizerRepositoryUri"} <= set(stack.json["Outputs"])
 
 
 def test_alerts_email_subscribes_to_the_ops_alerts_topic() -> None:
@@ -188,7 +189,7 @@ def test_alerts_email_subscribes_to_the_ops_alerts_topic() -> None:
 def test_the_app_has_exactly_its_system_stacks(env_name: str) -> None:
     app = synth_env(env_name)
     names = [stack.stack_name for stack in app.stacks.all()]
-    assert names == [f"GenArt-{env_name}-{name}" for name in ("Storage", "Bot", "Pipeline", "Diffusion")]
+    assert names == [f"GenArt-{env_name}-{name}" for name in ("Storage", "Bot", "Pipeline", "Diffusion", "Cartoonizer")]
     assert sorted(app.by_name) == sorted(names)
 
 

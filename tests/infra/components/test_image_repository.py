@@ -8,6 +8,7 @@ from typing import Any
 
 import aws_cdk as cdk
 import pytest
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk.assertions import Template
 
 from infra.app_builder import synthesize
@@ -18,8 +19,9 @@ from infra.components.image_repository import (
     UnsupportedSynthesizerError,
     assert_one_bootstrap,
 )
-from infra.components.published_image import ImageNotInRepositoryError, PublishedImage
+from infra.components.published_image import ImageNotInRepositoryError, PublishedImage, RepositoryClosedToLambdaError
 from tests.infra.components.conftest import SystemFixture, new_app, only, text
+from tests.infra.synth import resources_of_type
 
 
 def _repository_template(app: cdk.App, synthesizer: cdk.IStackSynthesizer | None = None) -> dict[str, Any]:
@@ -189,3 +191,66 @@ def test_build_caches_stay_out_of_an_image_context_that_re_includes_its_folders(
     staged = Path(app.outdir) / f"asset.{image.asset.asset_hash}"
     files = sorted(p.relative_to(staged).as_posix() for p in staged.rglob("*") if p.is_file())
     assert files == ["Dockerfile", "app/main.py"]
+
+
+def _lambda_statements(shared: cdk.Stack) -> list[dict[str, Any]]:
+    policy = only(Template.from_stack(shared).to_json(), "AWS::ECR::Repository")["RepositoryPolicyText"]
+    return [s for s in policy["Statement"] if "lambda.amazonaws.com" in text(s["Principal"])]
+
+
+def test_repository_admits_the_lambda_service_only_when_asked_and_only_for_this_accounts_functions() -> None:
+    app = new_app()
+    closed, opened = cdk.Stack(app, "Closed"), cdk.Stack(app, "Opened")
+    ImageRepository(closed, "Images", repository_name="genart-test/closed", description="d")
+    repository = ImageRepository(opened, "Images", repository_name="genart-test/opened", description="d")
+    repository.grant_lambda_pull()
+    repository.grant_lambda_pull()
+    assert _lambda_statements(closed) == []
+    (statement,) = _lambda_statements(opened)
+    assert statement["Principal"] == {"Service": "lambda.amazonaws.com"}
+    assert sorted(statement["Action"]) == ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
+    assert statement["Condition"] == {
+        "StringLike": {
+            "aws:sourceArn": {
+                "Fn::Join": [
+                    "",
+                    [
+                        "arn:",
+                        {"Ref": "AWS::Partition"},
+                        ":lambda:",
+                        {"Ref": "AWS::Region"},
+                        ":",
+                        {"Ref": "AWS::AccountId"},
+                        ":function:*",
+                    ],
+                ]
+            }
+        }
+    }
+
+
+def test_lambda_code_runs_the_published_image_and_leaves_the_repository_policy_to_its_owner(
+    docker_context: Path,
+) -> None:
+    system = SystemFixture(docker_context)
+    system.repository.grant_lambda_pull()
+    lambda_.DockerImageFunction(system.stack, "Function", code=system.image.lambda_code(cmd=["app.handler"]))
+    template = system.template()
+    (function,) = resources_of_type(template, "AWS::Lambda::Function").values()
+    uri = function["Properties"]["Code"]["ImageUri"]["Fn::Join"][1][-1]
+    assert uri == f"/genart-test/system:{_destination(system.stack)['imageTag']}"
+    assert function["Properties"]["ImageConfig"] == {"Command": ["app.handler"]}
+    # CDK's from_ecr grant (no source condition) must not reach the owning stack's repository.
+    sids = [
+        s.get("Sid")
+        for s in only(Template.from_stack(system.shared).to_json(), "AWS::ECR::Repository")["RepositoryPolicyText"][
+            "Statement"
+        ]
+    ]
+    assert sids == ["CdkImagePublishing", "LambdaImagePull"]
+
+
+def test_lambda_code_from_a_repository_closed_to_lambda_is_refused(docker_context: Path) -> None:
+    system = SystemFixture(docker_context)
+    with pytest.raises(RepositoryClosedToLambdaError, match="grant_lambda_pull"):
+        system.image.lambda_code()
