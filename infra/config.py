@@ -11,6 +11,8 @@ from pydantic import AfterValidator, BaseModel, Field, ValidationError, model_va
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails, PydanticCustomError
 
+from infra.model_sources import DEFAULT_SOURCE as DEFAULT_MODEL_SOURCE
+from infra.model_sources import SOURCES as MODEL_SOURCES
 from runtime.bot import contract as bot_contract
 from runtime.cartoonizer import contract as cartoonizer_contract
 
@@ -186,6 +188,19 @@ class DiffusionConfig(_Settings, frozen=True):
     model_name: Annotated[str, _matches(r"[a-z0-9][a-z0-9-]{0,62}", "must be lowercase letters, digits and dashes")] = (
         "sd15"
     )
+    # Where the deploy seeds diffusion/<model_name>/ from (infra/model_sources.py); null: the deploy stops before
+    # the endpoint until someone uploads the weights (accounts without internet egress).
+    model_source: (
+        Annotated[
+            str,
+            _check(
+                lambda name: name in MODEL_SOURCES,
+                f"{{value!r}} is not a known model source; known: {sorted(MODEL_SOURCES)}, or null to upload the "
+                "weights yourself",
+            ),
+        ]
+        | None
+    ) = DEFAULT_MODEL_SOURCE
     max_concurrent_invocations_per_instance: Annotated[int, Field(ge=1, le=64)] = 4
     target_invocations_per_instance: Annotated[int, Field(ge=1, le=1000)] = 8
     # Cold torch.compile warm-up runs before /ping turns healthy; a warm compile cache makes it much shorter.
@@ -193,6 +208,9 @@ class DiffusionConfig(_Settings, frozen=True):
     download_timeout_seconds: Annotated[int, Field(ge=60, le=3600)] = 1200
     # Async target tracking: queued requests per instance before another instance is added.
     target_backlog_per_instance: Annotated[int, Field(ge=1, le=100)] = 2
+    # Async: minutes with nothing queued or running before the variant drops to min_instances (also right after
+    # a deploy, which always starts one instance).
+    idle_scale_in_minutes: Annotated[int, Field(ge=1, le=60)] = 10
     latency_alarm_p90_seconds: Annotated[int, Field(ge=1, le=3600)] = 30
     backlog_age_alarm_seconds: Annotated[int, Field(ge=60, le=86400)] = 1800
 
@@ -208,6 +226,8 @@ class DiffusionConfig(_Settings, frozen=True):
         low = 0 if self.mode == "async" else 1
         if not low <= self.min_instances <= self.max_instances:
             _fail(f"must be {low}..max_instances in {self.mode} mode", "min_instances")
+        if self.mode == "realtime" and "idle_scale_in_minutes" in self.model_fields_set:
+            _fail("applies to async mode only (realtime scales on invocations per instance)", "idle_scale_in_minutes")
         return self
 
 

@@ -1,4 +1,5 @@
-"""Autoscaling of a SageMaker variant: invocation tracking (real-time), backlog tracking + wake-from-zero (async)."""
+"""Autoscaling of a SageMaker variant: invocation tracking (real-time); backlog tracking, wake-from-zero and
+idle scale-in (async)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,9 @@ class EndpointCapacity:
     target_invocations_per_instance: int = 8
     # Asynchronous: queued requests per instance before another instance is added.
     target_backlog_per_instance: int = 2
+    # Asynchronous: minutes with nothing queued or in flight before the variant drops to min_instances;
+    # None leaves scale-in to target tracking alone (about 15 minutes below target).
+    idle_scale_in_minutes: int | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.min_instances <= self.max_instances or self.max_instances < 1:
@@ -39,6 +43,8 @@ class EndpointCapacity:
                 f"EndpointCapacity: need 0 <= min_instances <= max_instances and max_instances >= 1, "
                 f"got min_instances={self.min_instances}, max_instances={self.max_instances}"
             )
+        if self.idle_scale_in_minutes is not None and self.idle_scale_in_minutes < 1:
+            raise ValueError(f"EndpointCapacity.idle_scale_in_minutes: at least 1, got {self.idle_scale_in_minutes}")
 
 
 class EndpointScaling(Construct):
@@ -68,6 +74,7 @@ class EndpointScaling(Construct):
             ),
         )
         self.wake_alarm: cloudwatch.Alarm | None = None
+        self.idle_alarm: cloudwatch.Alarm | None = None
         if not asynchronous:
             self.target.scale_to_track_metric(
                 "InvocationsPerInstance",
@@ -110,3 +117,48 @@ class EndpointScaling(Construct):
             treat_missing_data=cloudwatch.TreatMissingData.MISSING,
         )
         self.wake_alarm.add_alarm_action(cloudwatch_actions.ApplicationScalingAction(wake))
+        if capacity.idle_scale_in_minutes is not None:
+            self.idle_alarm = self._idle_scale_in(
+                endpoint_name=endpoint_name,
+                variant_name=variant_name,
+                minutes=capacity.idle_scale_in_minutes,
+                floor=capacity.min_instances,
+            )
+
+    def _idle_scale_in(self, *, endpoint_name: str, variant_name: str, minutes: int, floor: int) -> cloudwatch.Alarm:
+        """Drop to `floor` instances once nothing was queued or in flight for `minutes` one-minute periods.
+
+        Target tracking scales in only after its own alarm saw 15 one-minute datapoints below target, and every
+        deploy of an async endpoint starts one instance; this policy ends that instance's idle time sooner.
+        ApproximateBacklogSize counts requests "currently being processed or yet to be processed" (SageMaker's
+        async metrics), so a request in flight keeps the alarm OK. CloudWatch repeats an Auto Scaling action
+        every minute while its alarm stays in ALARM, so an endpoint that was idle before an in-place update is
+        scaled in again within minutes of the update. The wake policy starts an instance as before when a
+        request arrives (the first datapoint with a backlog turns this alarm OK).
+        """
+        idle = appscaling.StepScalingAction(
+            self,
+            "IdleScaleIn",
+            scaling_target=self.target,
+            adjustment_type=appscaling.AdjustmentType.EXACT_CAPACITY,
+            metric_aggregation_type=appscaling.MetricAggregationType.MAXIMUM,
+            cooldown=Duration.minutes(1),
+        )
+        idle.add_adjustment(adjustment=floor, upper_bound=0)
+        alarm = cloudwatch.Alarm(
+            self,
+            "Idle",
+            alarm_description=(
+                f"Nothing queued or in flight for {minutes} minutes: scale {endpoint_name} in to {floor} instances."
+            ),
+            metric=endpoint_metric(
+                "ApproximateBacklogSize", endpoint_name=endpoint_name, variant_name=variant_name, statistic="Maximum"
+            ),
+            threshold=1,
+            comparison_operator=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+            evaluation_periods=minutes,
+            datapoints_to_alarm=minutes,
+            treat_missing_data=cloudwatch.TreatMissingData.MISSING,
+        )
+        alarm.add_alarm_action(cloudwatch_actions.ApplicationScalingAction(idle))
+        return alarm

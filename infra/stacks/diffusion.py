@@ -11,6 +11,7 @@ from constructs import Construct
 from infra.components.endpoint_alarms import EndpointAlarmThresholds
 from infra.components.endpoint_scaling import EndpointCapacity
 from infra.components.image_repository import ImageRepository
+from infra.components.model_seed import ModelPrefixCheck, ModelSeed
 from infra.components.ops_alerts import OpsAlertsTopic
 from infra.components.published_image import PublishedImage
 from infra.components.sagemaker_endpoint import (
@@ -20,6 +21,7 @@ from infra.components.sagemaker_endpoint import (
     instance_scoped_endpoint_name,
 )
 from infra.config import DiffusionConfig
+from infra.model_sources import model_source
 from runtime.endpoint import contract
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -31,6 +33,9 @@ def endpoint_name(*, env_name: str, config: DiffusionConfig) -> str:
     # A replacement also makes switching between async and realtime a plain deploy.
     return instance_scoped_endpoint_name(f"genart-{env_name}-sd-{config.mode}", config.instance_type)
 
+
+# The file whose presence means a complete diffusers folder (upload_model and the seed both write it last).
+MODEL_MARKER = "model_index.json"
 
 # An asynchronous endpoint's response is an S3 object (up to 1 GB), not the 6 MB real-time payload.
 ASYNC_MAX_INLINE_BYTES = 500_000_000
@@ -106,6 +111,7 @@ class DiffusionStack(Stack):
                 max_instances=config.max_instances,
                 target_invocations_per_instance=config.target_invocations_per_instance,
                 target_backlog_per_instance=config.target_backlog_per_instance,
+                idle_scale_in_minutes=config.idle_scale_in_minutes if asynchronous else None,
             ),
             environment=container_environment(
                 outputs_bucket_name=outputs_bucket.bucket_name,
@@ -132,11 +138,13 @@ class DiffusionStack(Stack):
         scalable_target = self.endpoint.scaling.target.node.default_child
         assert isinstance(scalable_target, CfnResource)
         scalable_target.override_logical_id(SCALABLE_TARGET_LOGICAL_ID)
+        self.weights, self.weights_source = self._weights(config, models_bucket)
 
         outputs = [
             ("EndpointName", self.endpoint.endpoint.attr_endpoint_name, f"SageMaker endpoint ({config.mode})"),
             ("ImageUri", self.image.image_uri, "Image the endpoint runs"),
             ("ModelDataUri", f"s3://{models_bucket.bucket_name}/{self.model_data.prefix}", "The diffusers folder"),
+            ("ModelSource", self.weights_source, "Where the deploy seeds the weights from"),
         ]
         if self.async_invocation is not None:
             invocation = self.async_invocation
@@ -150,3 +158,42 @@ class DiffusionStack(Stack):
             ]
         for output_id, value, description in outputs:
             CfnOutput(self, output_id, value=value, description=description)
+
+    def _weights(self, config: DiffusionConfig, models_bucket: s3.IBucket) -> tuple[ModelSeed | ModelPrefixCheck, str]:
+        """Seed the model prefix from config.model_source, or check it holds a model; the SageMaker model waits.
+
+        Returns the construct and a one-line description of where the weights come from (a stack output).
+
+        The endpoint copies the prefix when an instance starts and never reaches a model hub itself
+        (HF_HUB_OFFLINE=1), so the weights must be in S3 before the model, endpoint config and endpoint exist.
+        """
+        prefix = self.model_data.prefix
+        if config.model_source is None:
+            check = ModelPrefixCheck(
+                self,
+                "ModelCheck",
+                bucket=models_bucket,
+                prefix=prefix,
+                required=(MODEL_MARKER,),
+                how_to_fix=(
+                    "diffusion.model_source is null, so the deploy does not download weights: upload a diffusers "
+                    f"folder with `python -m runtime.endpoint.upload_model --source <folder> --bucket "
+                    f"{models_bucket.bucket_name} --name {config.model_name}` (docs/diffusion-operations.md), "
+                    "then deploy again."
+                ),
+                dependents=[self.endpoint.model],
+                description="GenArt Diffusion: fails the deploy before the endpoint while the weights are missing",
+            )
+            return check, "none: uploaded by an operator (diffusion.model_source is null)"
+        source = model_source(config.model_source)
+        seed = ModelSeed(
+            self,
+            "ModelSeed",
+            bucket=models_bucket,
+            prefix=prefix,
+            files=source.files,
+            marker=source.marker,
+            dependents=[self.endpoint.model],
+            description=f"GenArt Diffusion: seeds {prefix} from {source.repository}",
+        )
+        return seed, f"{config.model_source}: {source.describe()}"

@@ -24,14 +24,20 @@ class UploadError(InputError):
 
 
 def model_files(source: Path) -> list[Path]:
-    """Return every file of a diffusers folder (hidden files and caches skipped), checking its layout."""
-    if not (source / "model_index.json").is_file():
+    """Return every file of a diffusers folder (hidden files and caches skipped), checking its layout.
+
+    model_index.json comes last: uploaded after everything else, its presence in S3 means a complete folder
+    (what the Diffusion deploy's prefix check and `make doctor` look for).
+    """
+    index = source / "model_index.json"
+    if not index.is_file():
         raise UploadError(f"{source} is not a diffusers folder: model_index.json is missing")
     files = [
         path
         for path in sorted(source.rglob("*"))
-        if path.is_file() and not any(part.startswith(".") for part in path.relative_to(source).parts)
+        if path.is_file() and path != index and not any(part.startswith(".") for part in path.relative_to(source).parts)
     ]
+    files.append(index)
     for component in ("unet", "vae", "text_encoder", "tokenizer", "scheduler"):
         if not (source / component).is_dir():
             raise UploadError(f"{source} lacks the {component}/ folder a Stable Diffusion pipeline needs")

@@ -81,7 +81,8 @@ def synth_config(config: EnvConfig, context: dict[str, Any] | None = None) -> Sy
 
 @functools.cache
 def opt_in_app() -> SynthesizedApp:
-    """An env with the opt-ins no cdk.json env ships: a warm real-time endpoint and the GitHub diff role."""
+    """An env with the opt-ins no cdk.json env ships: a warm real-time endpoint whose weights an operator uploads
+    (no model source: the deploy checks the prefix instead of seeding it) and the GitHub diff role."""
     envs = {
         "rt": {
             "diffusion": {
@@ -89,6 +90,7 @@ def opt_in_app() -> SynthesizedApp:
                 "min_instances": 1,
                 "max_instances": 2,
                 "target_invocations_per_instance": 11,
+                "model_source": None,
             },
             "storage": {"github_diff": {"repository": "acme/genart"}},
         }

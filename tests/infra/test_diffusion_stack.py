@@ -11,8 +11,11 @@ from typing import Any
 import pytest
 
 from infra.config import ConfigError, load_config
+from infra.model_sources import DEFAULT_SOURCE, SD15_REVISION, model_source
 from infra.stacks.diffusion import container_environment, endpoint_name
 from runtime.endpoint import contract
+from runtime.lambdas.model_seed.contract import CHECK_RESOURCE_TYPE as CHECK_TYPE
+from runtime.lambdas.model_seed.contract import SEED_RESOURCE_TYPE as SEED_TYPE
 from tests.infra.synth import (
     SynthesizedApp,
     SynthesizedStack,
@@ -136,6 +139,7 @@ def test_container_writes_images_only_under_its_outputs_prefixes(env_name: str) 
     writes = [
         s
         for policy in resources_of_type(stack.json, "AWS::IAM::Policy").values()
+        if "EndpointExecutionRole" in text(policy["Properties"]["Roles"])
         for s in policy["Properties"]["PolicyDocument"]["Statement"]
         if "s3:PutObject" in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])
     ]
@@ -184,6 +188,7 @@ def test_every_alarm_but_the_scaling_trigger_notifies_the_ops_alerts_topic(env_n
 def test_outputs_name_the_endpoint_image_weights_and_async_locations(env_name: str) -> None:
     outputs = set(_diffusion(env_name).json["Outputs"])
     assert {"EndpointName", "ImageUri", "ModelDataUri"} <= outputs
+    assert "ModelSource" in outputs
     async_outputs = {"AsyncInputLocation", "AsyncOutputLocation", "AsyncFailureLocation", "SuccessTopicArn"}
     assert (async_outputs <= outputs) == (MODES[env_name] == "async")
 
@@ -243,3 +248,130 @@ def test_endpoint_name_changes_with_mode_and_instance_type_so_either_change_repl
     }
     assert len(names) == 4
     assert "genart-dev-sd-realtime-g6-2xlarge" in names
+
+
+# --------------------------------------------------------------------------------------------- weights at deploy
+
+
+def _only_id(stack: SynthesizedStack, cfn_type: str) -> str:
+    (logical_id,) = resources_of_type(stack.json, cfn_type)
+    return logical_id
+
+
+def _depends_on(resource: dict[str, Any]) -> list[str]:
+    depends = resource.get("DependsOn", [])
+    return [depends] if isinstance(depends, str) else list(depends)
+
+
+def _refs(value: Any) -> set[str]:
+    """Logical ids a template value references (Ref and Fn::GetAtt)."""
+    found: set[str] = set()
+    if isinstance(value, dict):
+        if "Ref" in value and isinstance(value["Ref"], str):
+            found.add(value["Ref"])
+        if "Fn::GetAtt" in value:
+            found.add(value["Fn::GetAtt"][0])
+        for item in value.values():
+            found |= _refs(item)
+    elif isinstance(value, list):
+        for item in value:
+            found |= _refs(item)
+    return found
+
+
+@pytest.mark.parametrize(
+    ("env_name", "weights_type"), [("dev", SEED_TYPE), ("prod", SEED_TYPE), ("realtime", CHECK_TYPE)]
+)
+def test_the_endpoint_is_created_only_after_its_weights_are_seeded_or_checked(env_name: str, weights_type: str) -> None:
+    stack = _diffusion(env_name)
+    template = stack.json["Resources"]
+    weights = _only_id(stack, weights_type)
+    model = _only_id(stack, "AWS::SageMaker::Model")
+    config = _only_id(stack, "AWS::SageMaker::EndpointConfig")
+    endpoint = _only_id(stack, "AWS::SageMaker::Endpoint")
+    # Seed (or check) -> model -> endpoint config -> endpoint: no GPU starts before the weights are in S3.
+    assert weights in _depends_on(template[model])
+    assert model in _refs(template[config]["Properties"])
+    assert config in _refs(template[endpoint]["Properties"])
+    assert not resources_of_type(stack.json, SEED_TYPE if weights_type == CHECK_TYPE else CHECK_TYPE)
+
+
+def test_the_default_source_seeds_the_model_prefix_with_pinned_verified_files() -> None:
+    stack = _diffusion("dev")
+    properties = _one(stack, SEED_TYPE)
+    assert synth_env("dev").config.diffusion.model_source == DEFAULT_SOURCE
+    source = model_source(DEFAULT_SOURCE)
+    assert properties["Prefix"] == contract.model_prefix("sd15")
+    assert "ModelsBucket" in text(properties["Bucket"])
+    assert properties["Files"] == [f.to_property() for f in source.files]
+    assert properties["Marker"] == "model_index.json" == properties["Files"][-1]["Key"]
+    assert all(f"/resolve/{SD15_REVISION}/" in f["Url"] for f in properties["Files"])
+    assert stack.json["Outputs"]["ModelSource"]["Value"].startswith(f"{DEFAULT_SOURCE}: {source.repository}@")
+
+
+def test_the_seed_role_may_touch_only_the_files_of_the_model_prefix() -> None:
+    stack = _diffusion("dev")
+    statements = [
+        s
+        for policy in resources_of_type(stack.json, "AWS::IAM::Policy").values()
+        if "ModelSeedRole" in text(policy["Properties"]["Roles"])
+        for s in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    keys = [contract.model_prefix("sd15") + f.key for f in model_source(DEFAULT_SOURCE).files]
+    by_sid = {s.get("Sid", "logs"): s for s in statements}
+    assert set(by_sid) == {"SeedObjects", "FindSeedObjects", "FindUnfinishedUploads", "logs"}
+    assert sorted(suffix(r) for r in by_sid["SeedObjects"]["Resource"]) == sorted(f"/{key}" for key in keys)
+    assert all("ModelsBucket" in text(r) for r in by_sid["SeedObjects"]["Resource"])
+    assert by_sid["FindSeedObjects"]["Condition"] == {"StringEquals": {"s3:prefix": keys}}
+    assert "OutputsBucket" not in text(statements)
+
+
+def test_without_a_model_source_the_deploy_checks_the_prefix_and_says_how_to_upload() -> None:
+    stack = _diffusion("realtime")
+    assert opt_in_app().config.diffusion.model_source is None
+    properties = _one(stack, CHECK_TYPE)
+    assert (properties["Prefix"], properties["Required"]) == (contract.model_prefix("sd15"), ["model_index.json"])
+    how = text(properties["HowToFix"])
+    assert "python -m runtime.endpoint.upload_model --source <folder> --bucket " in how
+    assert "--name sd15" in how and "ModelsBucket" in how
+    # Nothing in the stack downloads anything: no seed, and the endpoint stays offline.
+    assert not resources_of_type(stack.json, "AWS::StepFunctions::StateMachine")
+    container = _one(stack, "AWS::SageMaker::Model")["PrimaryContainer"]
+    assert container["Environment"][contract.ENV_HF_HUB_OFFLINE] == "1"
+
+
+def test_an_unknown_model_source_fails_synthesis_naming_the_key() -> None:
+    with pytest.raises(ConfigError, match=r"envs\.x\.diffusion\.model_source: 'sd99' is not a known model source"):
+        load_config({"x": {"diffusion": {"model_source": "sd99"}}}, "x")
+
+
+# --------------------------------------------------------------------------------------------- idle GPU after deploy
+
+
+@pytest.mark.parametrize(("env_name", "minutes"), [("dev", 5), ("prod", 10)])
+def test_an_idle_async_endpoint_drops_to_min_instances_after_the_configured_minutes(
+    env_name: str, minutes: int
+) -> None:
+    stack = _diffusion(env_name)
+    config = synth_env(env_name).config.diffusion
+    assert config.idle_scale_in_minutes == minutes
+    alarms = resources_of_type(stack.json, "AWS::CloudWatch::Alarm")
+    (idle,) = [v["Properties"] for k, v in alarms.items() if "ScalingIdle" in k]
+    assert (idle["MetricName"], idle["Statistic"], idle["ComparisonOperator"], idle["Threshold"]) == (
+        "ApproximateBacklogSize",
+        "Maximum",
+        "LessThanThreshold",
+        1,
+    )
+    assert (idle["EvaluationPeriods"], idle["DatapointsToAlarm"], idle["Period"]) == (minutes, minutes, 60)
+    (action,) = idle["AlarmActions"]
+    policy = stack.json["Resources"][action["Ref"]]["Properties"]["StepScalingPolicyConfiguration"]
+    assert policy["AdjustmentType"] == "ExactCapacity"
+    assert policy["StepAdjustments"] == [{"MetricIntervalUpperBound": 0, "ScalingAdjustment": config.min_instances}]
+
+
+def test_a_realtime_endpoint_has_no_idle_scale_in() -> None:
+    alarms = resources_of_type(_diffusion("realtime").json, "AWS::CloudWatch::Alarm")
+    assert not [k for k in alarms if "ScalingIdle" in k]
+    with pytest.raises(ConfigError, match="idle_scale_in_minutes: applies to async mode only"):
+        load_config({"x": {"diffusion": {"mode": "realtime", "min_instances": 1, "idle_scale_in_minutes": 5}}}, "x")

@@ -160,6 +160,27 @@ def test_a_missing_cartoonizer_model_is_the_only_miss_and_names_its_prefix(accou
     assert "s3://models/cartoonizer/whitebox/" in misses[0].fix
 
 
+def test_missing_diffusion_weights_are_a_miss_only_without_a_model_source(account: Account) -> None:
+    _ready(account)
+    account.client("s3").delete_object(Bucket="models", Key="diffusion/sd15/model_index.json")
+    name = "diffusion weights s3://models/diffusion/sd15/"
+    seeded = _checks(account)[name]
+    assert seeded.ok and "the Diffusion deploy seeds them from model source 'sd15-fp16'" in seeded.detail
+    manual = load_config(
+        {"t": {"storage": {"alerts_email": "ops@example.com"}, "diffusion": {"model_source": None}}}, "t"
+    )
+    # The stubbed answers are used up: give the second run its own.
+    account.quotas(dict(required_quotas(manual)))
+    secret = account.client("secretsmanager").describe_secret(SecretId="token")["ARN"]
+    (topic,) = [t["TopicArn"] for t in account.client("sns").list_topics()["Topics"]]
+    account.storage_outputs({"BotTokenSecretArn": secret, "ModelsBucketName": "models", "OpsAlertsTopicArn": topic})
+    check = {c.name: c for c in run_checks(manual, account.client, qualifier="hnb659fds", region=REGION)}[name]
+    assert not check.ok and "model_source is null" in check.detail
+    assert (
+        check.fix == "python -m runtime.endpoint.upload_model --source <diffusers folder> --bucket models --name sd15"
+    )
+
+
 def test_doctor_uses_only_read_only_calls() -> None:
     source = (REPO_ROOT / "infra" / "doctor.py").read_text()
     for call in ("put_", "create_", "delete_", "update_", "subscribe(", "start_"):

@@ -16,12 +16,13 @@ ROOT = Path(__file__).resolve().parents[2]
 # Shaped like a Discord bot token (three base64url parts) but not a real one.
 FAKE_TOKEN = "MTA5ODc2NTQzMjEwOTg3NjU0Mw.GaBcDe.abcdefghijklmnopqrstuvwxyz0123456789AB"
 
-# How each runtime's entry point configures logging (bot: cli.main, endpoint: serve.main, notify: handler,
-# pipeline: every step's main and the train entry).
+# How each runtime's entry point configures logging (bot: cli.main, endpoint: serve.main, the functions: their
+# handlers, pipeline: every step's main and the train entry).
 CONFIGURE = {
     "bot": "from runtime.bot.cli import configure_bot_logging as c; c(level='INFO', console=False)",
     "endpoint": "from runtime.endpoint.request_context import configure_logging as c; c(level='INFO')",
     "notify": "from runtime.lambdas.notify.handler import configure_function_logging as c; c()",
+    "model_seed": "from runtime.lambdas.model_seed.handler import configure_function_logging as c; c()",
     "pipeline": "from runtime.pipeline.stylegan2.cli import configure_step_logging as c; c()",
 }
 # Extra fields a runtime adds to every record on purpose.

@@ -28,7 +28,12 @@ ENVIRONMENT = {"A_SETTING": "1", "ANOTHER": "two"}
 
 
 def _endpoint(
-    docker_context: Path, *, asynchronous: bool, min_instances: int = 0, with_alarm_topic: bool = True
+    docker_context: Path,
+    *,
+    asynchronous: bool,
+    min_instances: int = 0,
+    with_alarm_topic: bool = True,
+    idle_minutes: int | None = None,
 ) -> tuple[SystemFixture, SageMakerEndpoint]:
     system = SystemFixture(docker_context)
     alerts = OpsAlertsTopic(system.shared, "Alerts", display_name="alerts") if with_alarm_topic else None
@@ -44,6 +49,7 @@ def _endpoint(
             max_instances=3,
             target_invocations_per_instance=9,
             target_backlog_per_instance=4,
+            idle_scale_in_minutes=idle_minutes,
         ),
         environment=ENVIRONMENT,
         async_invocation=AsyncInvocation(
@@ -257,6 +263,38 @@ def test_wake_alarm_fires_on_backlog_without_capacity_and_triggers_the_step_poli
         if v["Properties"]["PolicyType"] == "StepScaling"
     ]
     assert wake["AlarmActions"] == [{"Ref": step_id}]
+
+
+@pytest.mark.parametrize("floor", [0, 1])
+def test_idle_scale_in_drops_to_min_instances_after_the_configured_idle_minutes(
+    docker_context: Path, floor: int
+) -> None:
+    template = _endpoint(docker_context, asynchronous=True, idle_minutes=7, min_instances=floor)[0].template()
+    alarms = resources(template, "AWS::CloudWatch::Alarm")
+    (idle_id,) = [k for k in alarms if "ScalingIdle" in k]
+    idle = alarms[idle_id]["Properties"]
+    # Requests "currently being processed or yet to be processed" (SageMaker): 0 means nothing in flight either.
+    assert idle["MetricName"] == "ApproximateBacklogSize"
+    assert idle["Dimensions"] == [{"Name": "EndpointName", "Value": NAME}]
+    assert (idle["Statistic"], idle["Period"]) == ("Maximum", 60)
+    assert (idle["Threshold"], idle["ComparisonOperator"]) == (1, "LessThanThreshold")
+    assert (idle["EvaluationPeriods"], idle["DatapointsToAlarm"]) == (7, 7)
+    assert idle["TreatMissingData"] == "missing"
+    steps = {
+        k: v["Properties"]["StepScalingPolicyConfiguration"]
+        for k, v in resources(template, "AWS::ApplicationAutoScaling::ScalingPolicy").items()
+        if v["Properties"]["PolicyType"] == "StepScaling"
+    }
+    (scale_in_id,) = [k for k, v in steps.items() if v["AdjustmentType"] == "ExactCapacity"]
+    assert idle["AlarmActions"] == [{"Ref": scale_in_id}]
+    assert steps[scale_in_id]["StepAdjustments"] == [{"MetricIntervalUpperBound": 0, "ScalingAdjustment": floor}]
+    assert "OKActions" not in idle  # a scaling trigger, not a notification
+
+
+def test_idle_scale_in_is_off_unless_asked_for(async_template: dict[str, Any]) -> None:
+    assert not [k for k in resources(async_template, "AWS::CloudWatch::Alarm") if "ScalingIdle" in k]
+    with pytest.raises(ValueError, match="idle_scale_in_minutes"):
+        EndpointCapacity(instance_type="ml.g5.xlarge", min_instances=0, max_instances=1, idle_scale_in_minutes=0)
 
 
 def _health_alarms(template: dict[str, Any]) -> dict[str, dict[str, Any]]:

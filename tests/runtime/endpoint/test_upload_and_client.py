@@ -56,6 +56,8 @@ def test_upload_model_writes_every_file_under_diffusion_name(s3: Any, tiny_model
     assert listed == expected == sorted(keys) == sorted(seen)
     assert "diffusion/sd15/model_index.json" in listed
     assert any(key.startswith("diffusion/sd15/unet/") for key in listed)
+    # Written last, so a folder whose upload broke off never looks complete to the deploy's check or doctor.
+    assert seen[-1] == keys[-1] == "diffusion/sd15/model_index.json"
 
 
 def test_upload_model_rejects_non_diffusers_folder_and_bad_names(s3: Any, tmp_path: Path, tiny_model_dir: Path) -> None:
