@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F  # noqa: N812 (the usual name)
+import torch.nn.functional as F
 from torch import nn
 
 from ..stylegan2.contract import FEATURE_EXTRACTOR_FILE

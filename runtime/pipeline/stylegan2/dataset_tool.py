@@ -235,7 +235,12 @@ def _finalize(buffer: np.memmap, tmp_path: Path, final_path: Path, count: int) -
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """CLI flags (defaults follow the SageMaker processing layout)."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--source", type=Path, default=Path("/opt/ml/processing/input/data"), help="folder (images and zip/tar archives) or one archive")
+    parser.add_argument(
+        "--source",
+        type=Path,
+        default=Path("/opt/ml/processing/input/data"),
+        help="folder (images and zip/tar archives) or one archive",
+    )
     parser.add_argument("--dest", type=Path, default=Path("/opt/ml/processing/output/dataset"))
     parser.add_argument("--resolution", type=int, default=256)
     parser.add_argument("--mirror", action="store_true", help="also write a horizontally flipped copy of each image")
