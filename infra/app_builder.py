@@ -13,6 +13,7 @@ from infra.stacks.bot import BotStack
 from infra.stacks.diffusion import DiffusionStack
 from infra.stacks.pipeline import PipelineStack
 from infra.stacks.storage import StorageStack
+from runtime.pipeline.stylegan2 import contract as pipeline_contract
 
 # Systems whose images `cdk deploy` builds and pushes into a repository of the Storage stack.
 IMAGE_SYSTEMS = ("diffusion", "pipeline")
@@ -41,6 +42,8 @@ def build_app(app: cdk.App, config: EnvConfig) -> GenArtStacks:
         config=config.storage,
         env_name=config.name,
         image_systems=IMAGE_SYSTEMS,
+        # Pruned or overwritten StyleGAN2 checkpoints (about 0.7 GB each at paper256) are gone within a day.
+        short_lived_model_prefixes=(f"{pipeline_contract.CHECKPOINTS_PREFIX}/",),
         env=env,
         description="GenArt: buckets, the Discord bot token secret, image repositories, the ops-alerts topic",
     )
