@@ -95,7 +95,7 @@ def test_pipeline_checkpoints_lose_their_old_versions_within_a_day(env_name: str
         }
     ]
     # The checkpoint sync writes and prunes only there; the published generator keeps 30 days of versions.
-    assert pipeline_contract.CHECKPOINT_KEY_PATTERN == f"{pipeline_contract.CHECKPOINTS_PREFIX}/*"
+    assert f"{pipeline_contract.CHECKPOINTS_PREFIX}/*" == pipeline_contract.CHECKPOINT_KEY_PATTERN
     assert not pipeline_contract.PUBLISHED_MODEL_KEY.startswith(short[0]["Prefix"])
     assert {
         "Id": "expire-old-versions",
