@@ -173,9 +173,13 @@ def test_step_image_is_a_docker_asset_of_the_step_code_built_at_deploy(stack: Sy
         "pipeline/stylegan2/train.py",
         "pipeline/stylegan2/metrics.py",
         "pipeline/stylegan2/generate.py",
+        "pipeline/quality/measure.py",
+        "pipeline/quality/extractor.py",
+        "pipeline/archives.py",
         "common/jsonlog.py",
     } <= files
     assert "pipeline/local_run.py" not in files and not any("__pycache__" in f for f in files)
+    assert "pipeline/quality/upload_extractor.py" not in files  # an operator tool (boto3), not a step
     assert not any(f.startswith(("bot/", "endpoint/", "lambdas/")) for f in files)
 
 
@@ -191,11 +195,15 @@ def test_dockerfile_follows_the_sagemaker_container_contract() -> None:
     for source, _ in copies:
         assert (context / source).exists(), f"COPY source {source} is not in the build context"
     assert ["pipeline/stylegan2", "/opt/ml/code/runtime/pipeline/stylegan2"] in copies
+    assert ["pipeline/quality", "/opt/ml/code/runtime/pipeline/quality"] in copies
+    assert ["pipeline/archives.py", "/opt/ml/code/runtime/pipeline/archives.py"] in copies
     assert ["common", "/opt/ml/code/runtime/common"] in copies
     assert "exec python -m runtime.pipeline.container.sagemaker_train" in dockerfile
     assert "PYTHONPATH=/opt/ml/code" in dockerfile
     assert "pip install --no-cache-dir -r /tmp/requirements.txt" in dockerfile
     assert not [args for keyword, *args in instructions if keyword in ("ENTRYPOINT", "CMD")]  # SageMaker passes `train`
+    ignore = (PIPELINE_DIR / "Dockerfile.dockerignore").read_text().splitlines()
+    assert [line for line in ignore if line and not line.startswith("#")] == list(pipeline_contract.IMAGE_EXCLUDES)
 
 
 def named_role(template: dict[str, Any], name: str) -> str:
