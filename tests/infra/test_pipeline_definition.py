@@ -7,6 +7,7 @@ import json
 import os
 import re
 import socket
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,6 +28,7 @@ from infra.stacks.pipeline_definition import (
 )
 from runtime.lambdas.notify import contract as notify_contract
 from runtime.lambdas.notify import handler as notify_handler
+from runtime.pipeline import local_run
 from runtime.pipeline.container.sagemaker_train import hyperparameter_args
 from runtime.pipeline.quality.gate import decide
 from runtime.pipeline.stylegan2 import contract as pipeline_contract
@@ -387,3 +389,15 @@ def test_rendering_restores_the_environment_and_ignores_the_region(
     before = dict(os.environ)
     assert render(CONFIG) == spot
     assert dict(os.environ) == before
+
+
+def test_the_local_run_sends_the_lambda_steps_events(spot: dict[str, Any], tmp_path: Path) -> None:
+    """runtime/pipeline/local_run.py builds each Lambda step's event with exactly the rendered step's fields."""
+    layout = local_run.LocalLayout(tmp_path)
+    parameters = local_run.run_parameters(layout, local_run.parse_args(["--workdir", str(tmp_path)]))
+    assert set(parameters) == {p["Name"] for p in spot["Parameters"]}
+    events = local_run.step_events(layout, parameters, {"finite": 1, "fid": 1.0, "kid": 0.0}, {})
+    lambda_steps = {name for name, step in steps(spot).items() if step["Type"] == "Lambda"}
+    assert set(events) == lambda_steps
+    for name, event in events.items():
+        assert set(event) == set(steps(spot)[name]["Arguments"]), name

@@ -42,9 +42,13 @@ def expiry_text(seconds: int) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60} min"
 
 
+def _finite(fields: Mapping[str, str]) -> bool:
+    return str(fields.get("finite", "1")) not in ("0", "0.0", "False", "false")
+
+
 def score_text(fields: Mapping[str, str]) -> str:
     """'FID 23.41, KID 0.01234' (or 'not measured' when the images were not finite)."""
-    if str(fields.get("finite", "1")) in ("0", "0.0", "False", "false"):
+    if not _finite(fields):
         return "not measured: the generated images are not finite"
     try:
         return f"FID {float(fields['fid']):.2f}, KID {float(fields['kid']):.5f}"
@@ -63,7 +67,7 @@ def threshold_text(fields: Mapping[str, str]) -> str:
 
 def not_published_reason(fields: Mapping[str, str]) -> str:
     """Why the quality gate held the generator back, in the gate's own terms."""
-    if str(fields.get("finite", "1")) in ("0", "0.0", "False", "false"):
+    if not _finite(fields):
         return "the generated images are not finite (NaN or infinity): training diverged"
     try:
         return f"FID {float(fields['fid']):.2f} is not below MaxFid {float(fields['max_fid']):g}"
@@ -129,10 +133,13 @@ def not_published(fields: Mapping[str, str], *, grid_url: str, expiry_seconds: i
         ),
         f"{PUBLISHED_MODEL_KEY} is unchanged; the bot keeps serving the generator it has.",
         *_run_links(fields, grid_url=grid_url, expiry_seconds=expiry_seconds),
-        "",
-        "To publish this generator anyway (when it exists), copy it yourself:",
-        f"aws s3 cp {exported_uri} s3://<ModelsBucketName>/{PUBLISHED_MODEL_KEY}",
     ]
+    if _finite(fields):  # a diverged generator is not even exported
+        lines += [
+            "",
+            "To publish this generator anyway, copy it yourself:",
+            f"aws s3 cp {exported_uri} s3://<ModelsBucketName>/{PUBLISHED_MODEL_KEY}",
+        ]
     subject = subject_line(f"GenArt StyleGAN2 run {fields['execution_id']} trained but not published")
     return Message(subject, "\n".join(lines))
 
