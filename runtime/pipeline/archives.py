@@ -134,10 +134,10 @@ def read_members(
             for member in opened:
                 if member.isfile() and member.name in wanted:
                     current = member.name
-                    handle = opened.extractfile(member)
-                    if handle is None:
+                    member_file = opened.extractfile(member)
+                    if member_file is None:
                         raise ArchiveError(f"archive {archive}: member {current!r} cannot be read")
-                    yield current, handle.read(limits.max_member_bytes + 1)
+                    yield current, member_file.read(limits.max_member_bytes + 1)
     except ArchiveError:
         raise
     except _READ_ERRORS as error:

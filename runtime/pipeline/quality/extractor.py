@@ -36,7 +36,8 @@ class TinyExtractor(nn.Module):
         for conv in (self.conv1, self.conv2, self.conv3):
             # He initialisation without bias: activations keep the input's scale, so distances are not all ~0.
             nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
-            nn.init.zeros_(conv.bias)
+            if conv.bias is not None:
+                nn.init.zeros_(conv.bias)
 
     def forward(self, img: torch.Tensor, return_features: bool = False) -> torch.Tensor:
         """uint8 [N, 3, H, W] (any size) -> features [N, D], or class logits when return_features is false."""
@@ -44,10 +45,11 @@ class TinyExtractor(nn.Module):
         x = F.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False)
         x = F.relu(self.conv1(x))
         x = F.relu(self.conv2(x))
-        features = self.conv3(x).mean(dim=(2, 3))
+        features: torch.Tensor = self.conv3(x).mean(dim=(2, 3))
         if return_features:
             return features
-        return self.head(features)
+        logits: torch.Tensor = self.head(features)
+        return logits
 
 
 def tiny_extractor(path: Path, *, seed: int = 0, features: int = TINY_FEATURES) -> Path:
@@ -58,7 +60,7 @@ def tiny_extractor(path: Path, *, seed: int = 0, features: int = TINY_FEATURES) 
         torch.manual_seed(seed)
         module = torch.jit.script(TinyExtractor(features=features).eval())
     path.parent.mkdir(parents=True, exist_ok=True)
-    module.save(str(path))
+    module.save(str(path))  # type: ignore[no-untyped-call]
     return path
 
 
@@ -84,10 +86,11 @@ def load_extractor(source: Path, *, device: torch.device | str = "cpu") -> torch
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
-            module = torch.jit.load(str(path), map_location=device)
+            module: torch.jit.ScriptModule = torch.jit.load(str(path), map_location=device)  # type: ignore[no-untyped-call]
     except (RuntimeError, ValueError) as error:
         raise ExtractorError(f"{path} is not a TorchScript feature extractor: {error}") from error
-    return module.eval()
+    module.eval()
+    return module
 
 
 @torch.no_grad()
@@ -114,7 +117,7 @@ def check_extractor(path: Path) -> int:
         dims.add(features.shape[1])
     if len(dims) != 1:
         raise ExtractorError(f"{path} returns a feature size that depends on the image size: {sorted(dims)}")
-    return dims.pop()
+    return int(dims.pop())
 
 
 def sha256_of(path: Path) -> str:

@@ -19,7 +19,8 @@ def _check(real: np.ndarray, fake: np.ndarray) -> None:
 def _psd_sqrt(matrix: np.ndarray) -> np.ndarray:
     """Square root of a symmetric positive semi-definite matrix (negative round-off eigenvalues clipped)."""
     values, vectors = np.linalg.eigh(matrix)
-    return (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T
+    root: np.ndarray = (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T
+    return root
 
 
 def frechet_distance(real: np.ndarray, fake: np.ndarray) -> float:
