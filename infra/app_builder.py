@@ -15,6 +15,7 @@ from infra.stacks.diffusion import DiffusionStack
 from infra.stacks.pipeline import PipelineStack
 from infra.stacks.storage import ImageSystem, StorageStack
 from runtime.cartoonizer import contract as cartoonizer_contract
+from runtime.pipeline.stylegan2 import contract as pipeline_contract
 
 # Systems whose images `cdk deploy` builds and pushes into a repository of the Storage stack.
 IMAGE_SYSTEMS = (
@@ -50,6 +51,8 @@ def build_app(app: cdk.App, config: EnvConfig) -> GenArtStacks:
         env_name=config.name,
         image_systems=IMAGE_SYSTEMS,
         early_expiry_days={cartoonizer_contract.INPUTS_PREFIX: config.cartoonizer.inputs_expiry_days},
+        # Pruned or overwritten StyleGAN2 checkpoints (about 0.7 GB each at paper256) are gone within a day.
+        short_lived_model_prefixes=(f"{pipeline_contract.CHECKPOINTS_PREFIX}/",),
         env=env,
         description="GenArt: buckets, the Discord bot token secret, image repositories, the ops-alerts topic",
     )

@@ -9,6 +9,7 @@ from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
@@ -53,6 +54,10 @@ class OpsAlertsTopic(Construct):
     def topic_arn(self) -> str:
         """ARN of the alerts topic."""
         return self.topic.topic_arn
+
+    def grant_publish(self, grantee: iam.IGrantable) -> iam.Grant:
+        """Let a role of any stack publish (sns:Publish and the key actions, on the grantee's own policy)."""
+        return self.encrypted.grant_publish(grantee)
 
     def alarm_action(self) -> cloudwatch.IAlarmAction:
         """An alarm action that notifies this topic (use for both ALARM and OK)."""

@@ -1,12 +1,13 @@
-"""Pipeline stack: the StyleGAN2 SageMaker Pipeline, its step image, notifications, failure rule and role."""
+"""Pipeline stack: the StyleGAN2 SageMaker Pipeline, its step image, function, notifications, failure rule, roles."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from aws_cdk import CfnOutput, RemovalPolicy, Stack
+from aws_cdk import Aws, CfnOutput, RemovalPolicy, Stack
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sagemaker as sagemaker
@@ -18,19 +19,14 @@ from infra.components.published_image import PublishedImage
 from infra.config import PipelineConfig
 from infra.stacks.pipeline_definition import PipelineResources, render_pipeline_definition
 from infra.stacks.pipeline_notifications import PipelineNotifications
-from infra.stacks.pipeline_role import PipelineExecutionRole
+from infra.stacks.pipeline_role import PipelineRoles
+from runtime.lambdas.notify.contract import PIPELINE_EVENT_SOURCE, PIPELINE_EVENT_TYPE
 from runtime.pipeline.stylegan2 import contract as pipeline_contract
-from runtime.pipeline.stylegan2.contract import (
-    CHECKPOINT_KEY_PATTERN,
-    METRIC_DEFINITIONS,
-    MODELS_PREFIX,
-    SAMPLE_GRID_KEY_PATTERN,
-)
+from runtime.pipeline.stylegan2.contract import METRIC_DEFINITIONS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PIPELINE_DIR = REPO_ROOT / "runtime" / "pipeline"
 FAILURE_STATUSES = ["Failed", "Stopped"]
-PIPELINE_EVENT = "SageMaker Model Building Pipeline Execution Status Change"
 
 
 class PipelineStack(Stack):
@@ -71,17 +67,19 @@ class PipelineStack(Stack):
             "Notifications",
             notification_email=config.notification_email,
             models_bucket=models_bucket,
-            grid_key_pattern=SAMPLE_GRID_KEY_PATTERN,
+            datasets_bucket=datasets_bucket,
+            pipeline_execution_arns=self.format_arn(
+                service="sagemaker", resource="pipeline", resource_name=f"{self.pipeline_name}/execution/*"
+            ),
+            ops_alerts=ops_alerts,
             removal_policy=removal,
             log_retention=logs.RetentionDays.ONE_MONTH,
         )
-        self.execution_role = PipelineExecutionRole(
+        self.roles = PipelineRoles(
             self,
-            "ExecutionRole",
+            "Roles",
             models_bucket=models_bucket,
             datasets_bucket=datasets_bucket,
-            models_prefix=MODELS_PREFIX,
-            checkpoint_key_pattern=CHECKPOINT_KEY_PATTERN,
             image=self.image,
             notify_function=self.notifications.function,
         )
@@ -89,7 +87,7 @@ class PipelineStack(Stack):
         definition = render_pipeline_definition(
             resources=PipelineResources(
                 pipeline_name=self.pipeline_name,
-                role_arn=self.execution_role.arn_from_tokens,
+                job_role_arn=self.roles.job_role_arn_from_tokens,
                 image_uri=self.image.image_uri,
                 notify_function_arn=self.notifications.function.function_arn,
                 models_bucket_name=models_bucket.bucket_name,
@@ -103,47 +101,39 @@ class PipelineStack(Stack):
             "Pipeline",
             pipeline_name=self.pipeline_name,
             pipeline_display_name=self.pipeline_name,
-            pipeline_description="StyleGAN2: prepare dataset, train, generate + export ONNX, notify",
-            role_arn=self.execution_role.role.role_arn,
+            pipeline_description="StyleGAN2: validate, prepare dataset, train, score + export, publish if good enough",
+            role_arn=self.roles.pipeline_role.role_arn,
             pipeline_definition={"PipelineDefinitionBody": definition},
         )
-        # The role's policy must exist before SageMaker validates and later runs the pipeline.
-        self.pipeline.node.add_dependency(self.execution_role)
+        # Both roles' policies must exist before SageMaker validates and later runs the pipeline.
+        self.pipeline.node.add_dependency(self.roles)
 
         self.failure_rule = events.Rule(
             self,
             "FailedOrStoppedRule",
-            description=f"Failed or stopped executions of {self.pipeline_name} to the pipeline and ops-alerts topics",
+            description=f"Failed or stopped executions of {self.pipeline_name} to the pipeline's function",
             event_pattern=events.EventPattern(
-                source=["aws.sagemaker"],
-                detail_type=[PIPELINE_EVENT],
+                source=[PIPELINE_EVENT_SOURCE],
+                detail_type=[PIPELINE_EVENT_TYPE],
                 detail={"pipelineArn": [self.pipeline_arn], "currentPipelineExecutionStatus": FAILURE_STATUSES},
             ),
         )
-        failure_message = events.RuleTargetInput.from_multiline_text(
-            "\n".join(
-                [
-                    f"GenArt StyleGAN2 pipeline {self.pipeline_name}: execution "
-                    f"{events.EventField.from_path('$.detail.pipelineExecutionDisplayName')} ended "
-                    f"{events.EventField.from_path('$.detail.currentPipelineExecutionStatus')}.",
-                    f"Execution: {events.EventField.from_path('$.detail.pipelineExecutionArn')}",
-                    f"Started: {events.EventField.from_path('$.detail.executionStartTime')}",
-                    f"Ended: {events.EventField.from_path('$.detail.executionEndTime')}",
-                    # No other angle brackets: EventBridge reads <name> as an input placeholder.
-                    "Find the failed step: aws sagemaker list-pipeline-execution-steps "
-                    "--pipeline-execution-arn with the execution ARN above",
-                ]
-            )
-        )
-        # The pipeline's own topic tells its subscribers; the ops-alerts topic tells whoever runs the app.
-        self.failure_rule.add_target(targets.SnsTopic(self.notifications.topic, message=failure_message))
-        self.failure_rule.add_target(ops_alerts.rule_target(self, message=failure_message))
+        # The function names the failed step and its reason in plain text, to the pipeline and ops-alerts topics.
+        self.failure_rule.add_target(targets.LambdaFunction(self.notifications.function, retry_attempts=4))
+        for permission in self.failure_rule.node.find_all():
+            if isinstance(permission, lambda_.CfnPermission):
+                # CDK sets the rule as aws:SourceArn; the account closes the confused-deputy gap completely.
+                permission.source_account = Aws.ACCOUNT_ID
 
         for output_id, value, description in (
             ("PipelineName", self.pipeline_name, "SageMaker pipeline to start (start-pipeline-execution)"),
             ("PipelineArn", self.pipeline_arn, "SageMaker pipeline ARN"),
             ("TopicArn", self.notifications.topic.topic_arn, "SNS topic for run results and failures"),
             ("StepImageUri", self.image.image_uri, "Training/processing image built from runtime/pipeline"),
-            ("NotifyFunctionName", self.notifications.function.function_name, "Success notification Lambda"),
+            (
+                "NotifyFunctionName",
+                self.notifications.function.function_name,
+                "Pipeline function: validates parameters, publishes gated generators, sends run messages",
+            ),
         ):
             CfnOutput(self, output_id, value=value, description=description)

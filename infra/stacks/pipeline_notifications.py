@@ -1,4 +1,5 @@
-"""Notifications of the StyleGAN2 pipeline: KMS-encrypted SNS topic, email subscription, notify Lambda."""
+"""Notifications of the StyleGAN2 pipeline: KMS-encrypted SNS topic, email subscription, and the pipeline's function
+(validates parameters, publishes a gated generator, formats every run's message)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,18 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
-from cdk_nag import NagPackSuppression, NagSuppressions
+from cdk_nag import NagPackSuppression, NagSuppressions, RegexAppliesTo
 from constructs import Construct
 
 from infra.components.nag import wildcard_objects
+from infra.components.ops_alerts import OpsAlertsTopic
 from runtime.lambdas.notify import contract as notify_contract
+from runtime.pipeline.stylegan2.contract import (
+    EXPORTED_MODEL_KEY_PATTERN,
+    FEATURE_EXTRACTOR_PREFIX,
+    PUBLISHED_MODEL_KEY,
+    SAMPLE_GRID_KEY_PATTERN,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,7 +39,9 @@ class PipelineNotifications(Construct):
         *,
         notification_email: str | None,
         models_bucket: s3.IBucket,
-        grid_key_pattern: str,
+        datasets_bucket: s3.IBucket,
+        pipeline_execution_arns: str,
+        ops_alerts: OpsAlertsTopic | None,
         removal_policy: RemovalPolicy,
         log_retention: logs.RetentionDays,
     ) -> None:
@@ -51,7 +61,8 @@ class PipelineNotifications(Construct):
             master_key=self.key,
             enforce_ssl=True,
         )
-        # EventBridge's kms:GenerateDataKey*/Decrypt grant on the key comes with the SnsTopic rule target.
+        # Only the function publishes here (EventBridge invokes the function, not the topic): no service principal in
+        # the topic or key policy.
         if notification_email is not None:
             self.topic.add_subscription(subscriptions.EmailSubscription(notification_email))
 
@@ -63,19 +74,31 @@ class PipelineNotifications(Construct):
             description="GenArt pipeline notify function: publish to its topic, presign sample grids, write its logs",
         )
         self.topic.grant_publish(self.role)
-        self.role.add_to_principal_policy(
-            iam.PolicyStatement(
-                sid="PresignSampleGrids",
-                actions=["s3:GetObject"],
-                resources=[models_bucket.arn_for_objects(grid_key_pattern)],
-            )
+        if ops_alerts is not None:
+            ops_alerts.grant_publish(self.role)
+
+        def allow(sid: str, actions: list[str], resources: list[str]) -> None:
+            self.role.add_to_principal_policy(iam.PolicyStatement(sid=sid, actions=actions, resources=resources))
+
+        allow("PresignSampleGrids", ["s3:GetObject"], [models_bucket.arn_for_objects(SAMPLE_GRID_KEY_PATTERN)])
+        # The publish step: copy a run's verified generator.onnx over stylegan/latest.onnx, the one writer of it.
+        allow("ReadExportedGenerators", ["s3:GetObject"], [models_bucket.arn_for_objects(EXPORTED_MODEL_KEY_PATTERN)])
+        allow("PublishGenerator", ["s3:PutObject"], [models_bucket.arn_for_objects(PUBLISHED_MODEL_KEY)])
+        # The validate step: the input prefix holds objects, the feature extractor exists.
+        allow("ListDatasets", ["s3:ListBucket"], [datasets_bucket.bucket_arn])
+        allow(
+            "FindFeatureExtractor",
+            ["s3:GetObject"],
+            [models_bucket.arn_for_objects(f"{FEATURE_EXTRACTOR_PREFIX}/*")],
         )
+        # Failure messages name the failed step and its reason.
+        allow("ListExecutionSteps", ["sagemaker:ListPipelineExecutionSteps"], [pipeline_execution_arns])
         self.log_group.grant_write(self.role)
 
         self.function = lambda_.Function(
             self,
             "NotifyFunction",
-            description="Publishes a finished StyleGAN2 run's S3 locations and sample-grid link to SNS",
+            description="StyleGAN2 pipeline: validates parameters, publishes gated generators, formats run messages",
             runtime=lambda_.Runtime.PYTHON_3_13,
             architecture=lambda_.Architecture.ARM_64,
             handler=notify_contract.HANDLER,
@@ -84,11 +107,15 @@ class PipelineNotifications(Construct):
             ),
             role=self.role,
             log_group=self.log_group,
-            timeout=Duration.seconds(30),
+            # Publishing copies a generator of up to a few hundred MB inside S3.
+            timeout=Duration.seconds(120),
             memory_size=256,
             environment={
                 notify_contract.ENV_TOPIC_ARN: self.topic.topic_arn,
+                notify_contract.ENV_MODELS_BUCKET: models_bucket.bucket_name,
+                notify_contract.ENV_DATASETS_BUCKET: datasets_bucket.bucket_name,
                 notify_contract.ENV_LINK_EXPIRY_SECONDS: str(notify_contract.DEFAULT_LINK_EXPIRY_SECONDS),
+                **({notify_contract.ENV_OPS_TOPIC_ARN: ops_alerts.topic_arn} if ops_alerts is not None else {}),
             },
         )
         NagSuppressions.add_resource_suppressions(
@@ -106,9 +133,16 @@ class PipelineNotifications(Construct):
             [
                 NagPackSuppression(
                     id="AwsSolutions-IAM5",
-                    reason="Sample grids live under one key per pipeline execution id, known only at run time; "
-                    "kms:GenerateDataKey* is CDK's SNS publish grant on the topic's own key only.",
-                    applies_to=["Action::kms:GenerateDataKey*", wildcard_objects(grid_key_pattern)],
+                    reason="Sample grids and exported generators live under one key per pipeline execution id, "
+                    "known only at run time, as do the pipeline's executions; the feature extractor has its own "
+                    "prefix; kms:GenerateDataKey* is CDK's SNS publish grant on the topics' own keys only.",
+                    applies_to=[
+                        "Action::kms:GenerateDataKey*",
+                        wildcard_objects(SAMPLE_GRID_KEY_PATTERN),
+                        wildcard_objects(EXPORTED_MODEL_KEY_PATTERN),
+                        wildcard_objects(f"{FEATURE_EXTRACTOR_PREFIX}/*"),
+                        RegexAppliesTo(regex=r"/^Resource::arn:.*:sagemaker:.*:pipeline\/.*\/execution\/\*$/"),
+                    ],
                 )
             ],
             apply_to_children=True,

@@ -18,6 +18,8 @@ from infra.stacks.github_diff_role import GithubDiffRole
 
 # The token is created as a random placeholder; operators replace it with put-secret-value.
 TOKEN_PLACEHOLDER_MARKER = "REPLACE-ME"  # noqa: S105 - a marker, not a credential
+# Noncurrent versions under a short-lived prefix of the models bucket expire after this many days.
+SHORT_LIVED_DAYS = 1
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ class StorageStack(Stack):
         env_name: str,
         image_systems: Sequence[ImageSystem],
         early_expiry_days: Mapping[str, int] | None = None,
+        short_lived_model_prefixes: Sequence[str] = (),
         **kwargs: object,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)  # type: ignore[arg-type]
@@ -68,7 +71,22 @@ class StorageStack(Stack):
             auto_delete_objects=not config.retain_data,
         )
         self.models_bucket = self._data_bucket(
-            "ModelsBucket", log_prefix="models/", removal=data_removal, retain=config.retain_data, versioned=True
+            "ModelsBucket",
+            log_prefix="models/",
+            removal=data_removal,
+            retain=config.retain_data,
+            versioned=True,
+            # Scratch under a versioned bucket (training checkpoints): replaced or deleted objects go within a day.
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id=f"short-lived-{index}",
+                    prefix=prefix,
+                    noncurrent_version_expiration=Duration.days(SHORT_LIVED_DAYS),
+                    abort_incomplete_multipart_upload_after=Duration.days(SHORT_LIVED_DAYS),
+                    expired_object_delete_marker=True,
+                )
+                for index, prefix in enumerate(short_lived_model_prefixes)
+            ],
         )
         self.datasets_bucket = self._data_bucket(
             "DatasetsBucket", log_prefix="datasets/", removal=data_removal, retain=config.retain_data

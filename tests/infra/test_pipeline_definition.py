@@ -1,4 +1,5 @@
-"""The StyleGAN2 pipeline definition rendered by the SageMaker SDK: steps, data flow, parameters, Spot, Lambda."""
+"""The StyleGAN2 pipeline definition rendered by the SageMaker SDK: steps, data flow, parameters, Spot, the quality
+gate and its Lambda steps; every job step's request checked against botocore's SageMaker shapes."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 import os
 import re
 import socket
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,20 +15,30 @@ import pytest
 from infra.config import PipelineConfig
 from infra.stacks.pipeline_definition import (
     STEP_EXPORT,
+    STEP_GATE,
     STEP_NAMES,
+    STEP_NOT_PUBLISHED,
     STEP_NOTIFY,
     STEP_PREPARE,
+    STEP_PUBLISH,
     STEP_TRAIN,
+    STEP_VALIDATE,
     PipelineResources,
     render_pipeline_definition,
 )
+from runtime.lambdas.notify import contract as notify_contract
+from runtime.lambdas.notify import handler as notify_handler
+from runtime.pipeline import local_run
 from runtime.pipeline.container.sagemaker_train import hyperparameter_args
+from runtime.pipeline.quality.gate import decide
+from runtime.pipeline.stylegan2 import contract as pipeline_contract
 from runtime.pipeline.stylegan2.metrics import METRIC_DEFINITIONS, format_metrics
+from tests.infra.pipeline_expressions import Execution, all_steps, validate_job_request
 
 # Shaped like the CDK tokens the stack passes, brackets included (the SDK must not try to parse them).
 RESOURCES = PipelineResources(
     pipeline_name="genart-test-stylegan2",
-    role_arn="arn:${Token[AWS.Partition.9]}:iam::${Token[AWS.AccountId.3]}:role/${Token[TOKEN.101]}",
+    job_role_arn="arn:${Token[AWS.Partition.9]}:iam::${Token[AWS.AccountId.3]}:role/${Token[TOKEN.101]}",
     image_uri="${Token[TOKEN.102]}",
     notify_function_arn="${Token[TOKEN.103]}",
     models_bucket_name="${Token[TOKEN.104]}",
@@ -35,6 +47,14 @@ RESOURCES = PipelineResources(
 MODELS = "s3://${Token[TOKEN.104]}"
 EXECUTION_ID = {"Get": "Execution.PipelineExecutionId"}
 CONFIG = PipelineConfig(kimg=2000, batch=16, gamma=2.0, resolution=512, max_run_hours=10, max_wait_hours=30)
+# What CloudFormation puts in place of the tokens at deploy.
+DEPLOYED = {
+    RESOURCES.job_role_arn: "arn:aws:iam::123456789012:role/genart-test-job",
+    RESOURCES.image_uri: "123456789012.dkr.ecr.eu-west-1.amazonaws.com/genart-test/pipeline:0123abcd",
+    RESOURCES.notify_function_arn: "arn:aws:lambda:eu-west-1:123456789012:function:genart-test-notify",
+    RESOURCES.models_bucket_name: "genart-test-models",
+    RESOURCES.datasets_bucket_name: "genart-test-datasets",
+}
 
 
 def render(config: PipelineConfig) -> dict[str, Any]:
@@ -69,7 +89,16 @@ def on_demand(offline: None) -> dict[str, Any]:
 
 
 def steps(definition: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {step["Name"]: step for step in definition["Steps"]}
+    """Every step by name, the quality gate's branches included."""
+    return all_steps(definition)
+
+
+def deployed(definition: dict[str, Any]) -> dict[str, Any]:
+    text = json.dumps(definition)
+    for token, value in DEPLOYED.items():
+        text = text.replace(token, value)
+    assert "${Token[" not in text
+    return json.loads(text)  # type: ignore[no-any-return]
 
 
 def step_refs(node: Any) -> set[str]:
@@ -87,30 +116,55 @@ def as_string(value: Any) -> dict[str, Any]:
     return {"Std:Join": {"On": "", "Values": [value]}}
 
 
-def test_four_steps_in_order_with_their_types(spot: dict[str, Any]) -> None:
+def test_steps_in_order_with_their_types_and_the_gate_branches(spot: dict[str, Any]) -> None:
     assert [s["Name"] for s in spot["Steps"]] == list(STEP_NAMES)
-    assert [s["Type"] for s in spot["Steps"]] == ["Processing", "Training", "Processing", "Lambda"]
+    assert [s["Type"] for s in spot["Steps"]] == ["Lambda", "Processing", "Training", "Processing", "Condition"]
+    gate = steps(spot)[STEP_GATE]["Arguments"]
+    assert [s["Name"] for s in gate["IfSteps"]] == [STEP_PUBLISH, STEP_NOTIFY]
+    assert [s["Name"] for s in gate["ElseSteps"]] == [STEP_NOT_PUBLISHED]
+    assert {s["Type"] for s in [*gate["IfSteps"], *gate["ElseSteps"]]} == {"Lambda"}
     assert spot["PipelineExperimentConfig"] is None
 
 
 def test_steps_depend_on_each_other_only_through_property_references(spot: dict[str, Any]) -> None:
     by_name = steps(spot)
-    assert {name: step_refs(step) for name, step in by_name.items()} == {
+    refs = {name: step_refs(step) for name, step in by_name.items() if name != STEP_GATE}
+    assert refs == {
+        STEP_VALIDATE: set(),
         STEP_PREPARE: set(),
         STEP_TRAIN: {STEP_PREPARE},
-        STEP_EXPORT: {STEP_TRAIN},
-        STEP_NOTIFY: {STEP_PREPARE, STEP_TRAIN, STEP_EXPORT},
+        STEP_EXPORT: {STEP_TRAIN, STEP_PREPARE},
+        STEP_PUBLISH: {STEP_EXPORT},
+        STEP_NOTIFY: {STEP_PREPARE, STEP_TRAIN, STEP_EXPORT, STEP_PUBLISH},
+        STEP_NOT_PUBLISHED: {STEP_PREPARE, STEP_TRAIN, STEP_EXPORT},
     }
-    assert all("DependsOn" not in step for step in spot["Steps"])
+    # The one explicit dependency: nothing starts an instance before the parameters are checked.
+    assert {name: step.get("DependsOn") for name, step in by_name.items() if "DependsOn" in step} == {
+        STEP_PREPARE: [STEP_VALIDATE]
+    }
     train = by_name[STEP_TRAIN]["Arguments"]
     (channel,) = train["InputDataConfig"]
     assert channel["ChannelName"] == "train"
     assert channel["DataSource"]["S3DataSource"]["S3Uri"] == {
         "Get": f"Steps.{STEP_PREPARE}.ProcessingOutputConfig.Outputs['dataset'].S3Output.S3Uri"
     }
-    (model_input,) = by_name[STEP_EXPORT]["Arguments"]["ProcessingInputs"]
-    assert model_input["S3Input"]["S3Uri"] == {"Get": f"Steps.{STEP_TRAIN}.ModelArtifacts.S3ModelArtifacts"}
-    assert model_input["S3Input"]["LocalPath"] == "/opt/ml/processing/input/model"
+    inputs = {i["InputName"]: i["S3Input"] for i in by_name[STEP_EXPORT]["Arguments"]["ProcessingInputs"]}
+    assert inputs["model"]["S3Uri"] == {"Get": f"Steps.{STEP_TRAIN}.ModelArtifacts.S3ModelArtifacts"}
+    assert inputs["model"]["LocalPath"] == "/opt/ml/processing/input/model"
+    assert inputs["reference"]["S3Uri"] == channel["DataSource"]["S3DataSource"]["S3Uri"]  # the training set
+    assert inputs["reference"]["LocalPath"] == pipeline_contract.PROCESSING_REFERENCE
+    assert inputs["extractor"]["S3Uri"] == {"Get": "Parameters.FeatureExtractorUri"}
+    assert inputs["extractor"]["LocalPath"] == pipeline_contract.PROCESSING_EXTRACTOR
+
+
+def test_validation_step_gets_every_parameter(spot: dict[str, Any], on_demand: dict[str, Any]) -> None:
+    for definition in (spot, on_demand):
+        validate = steps(definition)[STEP_VALIDATE]
+        assert validate["FunctionArn"] == RESOURCES.notify_function_arn
+        arguments = validate["Arguments"]
+        assert arguments[notify_contract.ACTION] == notify_contract.ACTION_VALIDATE
+        names = {p["Name"] for p in definition["Parameters"]}
+        assert {name: arguments[name] for name in names} == {name: {"Get": f"Parameters.{name}"} for name in names}
 
 
 def test_dataset_step_reads_the_input_parameter_and_writes_under_the_execution(spot: dict[str, Any]) -> None:
@@ -125,11 +179,11 @@ def test_dataset_step_reads_the_input_parameter_and_writes_under_the_execution(s
     assert app["ImageUri"] == RESOURCES.image_uri
     assert app["ContainerEntrypoint"] == ["python", "-m", "runtime.pipeline.stylegan2.dataset_tool"]
     args = app["ContainerArguments"]
-    assert args[args.index("--resolution") + 1] == as_string({"Get": "Parameters.Resolution"})
+    assert args == pipeline_contract.prepare_arguments(resolution=as_string({"Get": "Parameters.Resolution"}))
     assert prepare["ProcessingResources"]["ClusterConfig"]["InstanceType"] == {
         "Get": "Parameters.ProcessingInstanceType"
     }
-    assert prepare["RoleArn"] == RESOURCES.role_arn
+    assert prepare["RoleArn"] == RESOURCES.job_role_arn
 
 
 def test_parameters_and_defaults_follow_the_config(spot: dict[str, Any]) -> None:
@@ -150,14 +204,19 @@ def test_parameters_and_defaults_follow_the_config(spot: dict[str, Any]) -> None
         "SnapshotKimg": ("Integer", 50),
         "MaxRunSeconds": ("Integer", 10 * 3600),
         "MaxWaitSeconds": ("Integer", 30 * 3600),
+        # The gate publishes whatever the score until an operator sets a threshold (docs/pipeline.md).
+        "MaxFid": ("Float", -1.0),
+        "QualitySamples": ("Integer", 5000),
+        "FeatureExtractorUri": ("String", f"{MODELS}/stylegan/feature-extractor/extractor.pt"),
     }
 
 
-def test_managed_spot_training_with_per_execution_checkpoints(spot: dict[str, Any]) -> None:
+def test_managed_spot_training_with_per_execution_checkpoints_outside_the_runs(spot: dict[str, Any]) -> None:
     train = steps(spot)[STEP_TRAIN]["Arguments"]
     assert train["EnableManagedSpotTraining"] is True
+    # Under the prefix whose noncurrent versions the Storage stack expires within a day.
     assert train["CheckpointConfig"] == {
-        "S3Uri": join(f"{MODELS}/stylegan/runs", EXECUTION_ID, "checkpoints"),
+        "S3Uri": join(f"{MODELS}/{pipeline_contract.CHECKPOINTS_PREFIX}", EXECUTION_ID),
         "LocalPath": "/opt/ml/checkpoints",
     }
     assert train["StoppingCondition"] == {
@@ -170,6 +229,7 @@ def test_managed_spot_training_with_per_execution_checkpoints(spot: dict[str, An
     assert train["AlgorithmSpecification"]["TrainingImage"] == RESOURCES.image_uri
     assert "ContainerEntrypoint" not in train["AlgorithmSpecification"]  # the image's own `train` runs
     assert "InputDataConfig" in train and all(c["ChannelName"] != "code" for c in train["InputDataConfig"])
+    assert train["RoleArn"] == RESOURCES.job_role_arn
     (retry,) = steps(spot)[STEP_TRAIN]["RetryPolicies"]
     assert retry["ExceptionType"] == ["SageMaker.CAPACITY_ERROR"]
 
@@ -203,56 +263,122 @@ def test_hyperparameters_are_string_parameters_the_train_cli_accepts(spot: dict[
 
     hyperparameters = steps(spot)[STEP_TRAIN]["Arguments"]["HyperParameters"]
     # CreateTrainingJob takes a map of strings: numbers go through to_string(), the preset already is one.
-    parameter_of = {
-        "kimg": "Kimg",
-        "batch": "Batch",
-        "gamma": "Gamma",
-        "lr": "LearningRate",
-        "resolution": "Resolution",
-        "mirror": "Mirror",
-        "snapshot-kimg": "SnapshotKimg",
-    }
+    parameter_of = dict(pipeline_contract.TRAINING_HYPERPARAMETERS)
+    assert parameter_of.pop("cfg") == "ModelPreset"
     assert hyperparameters == {
         **{name: as_string({"Get": f"Parameters.{param}"}) for name, param in parameter_of.items()},
         "cfg": {"Get": "Parameters.ModelPreset"},
     }
     defaults = {p["Name"]: str(p["DefaultValue"]) for p in spot["Parameters"]}
-    values = {name: defaults[param] for name, param in {**parameter_of, "cfg": "ModelPreset"}.items()}
+    values = {name: defaults[param] for name, param in pipeline_contract.TRAINING_HYPERPARAMETERS.items()}
     args = parse_args(["--data", "d", "--outdir", "o", "--checkpoint-dir", "c", *hyperparameter_args(values)])
     assert (args.kimg, args.batch, args.gamma, args.resolution, args.cfg) == (2000.0, 16, 2.0, 512, "paper512")
     assert (args.lr, args.mirror, args.snapshot_kimg) == (0.0025, True, 50.0)
 
 
-def test_export_step_publishes_latest_onnx_and_keeps_samples_per_execution(spot: dict[str, Any]) -> None:
-    export = steps(spot)[STEP_EXPORT]["Arguments"]
-    outputs = {o["OutputName"]: o["S3Output"] for o in export["ProcessingOutputConfig"]["Outputs"]}
-    assert outputs["samples"]["S3Uri"] == join(f"{MODELS}/stylegan/runs", EXECUTION_ID, "samples")
-    assert outputs["samples"]["LocalPath"] == "/opt/ml/processing/output/samples"
-    # generate.py writes publish-dir/latest.onnx only after verification, so this yields stylegan/latest.onnx.
-    assert outputs["publish"]["S3Uri"] == join(MODELS, "stylegan")
-    assert outputs["publish"]["LocalPath"] == "/opt/ml/processing/output/publish"
-    app = export["AppSpecification"]
-    assert app["ContainerEntrypoint"] == ["python", "-m", "runtime.pipeline.stylegan2.generate"]
-    args = app["ContainerArguments"]
-    assert args[args.index("--publish-dir") + 1] == "/opt/ml/processing/output/publish"
-    assert export["ProcessingResources"]["ClusterConfig"]["InstanceType"] == {"Get": "Parameters.ExportInstanceType"}
-
-
-def test_lambda_step_invokes_the_stack_function_with_the_run_locations(spot: dict[str, Any]) -> None:
-    notify = steps(spot)[STEP_NOTIFY]
-    assert notify["FunctionArn"] == RESOURCES.notify_function_arn
-    assert notify["OutputParameters"] == [{"OutputName": "message_id", "OutputType": "String"}]
-    exports = f"Steps.{STEP_EXPORT}.ProcessingOutputConfig.Outputs"
-    assert notify["Arguments"] == {
-        "pipeline_name": "genart-test-stylegan2",
-        "execution_arn": {"Get": "Execution.PipelineExecutionArn"},
-        "execution_id": EXECUTION_ID,
-        "dataset_uri": {"Get": f"Steps.{STEP_PREPARE}.ProcessingOutputConfig.Outputs['dataset'].S3Output.S3Uri"},
-        "training_artifacts_uri": {"Get": f"Steps.{STEP_TRAIN}.ModelArtifacts.S3ModelArtifacts"},
-        "samples_uri": {"Get": f"{exports}['samples'].S3Output.S3Uri"},
-        "model_uri": join({"Get": f"{exports}['publish'].S3Output.S3Uri"}, "latest.onnx"),
-        "kimg": {"Get": "Parameters.Kimg"},
+def test_export_step_scores_and_exports_per_execution_and_publishes_nothing_itself(spot: dict[str, Any]) -> None:
+    export = steps(spot)[STEP_EXPORT]
+    arguments = export["Arguments"]
+    outputs = {o["OutputName"]: o["S3Output"] for o in arguments["ProcessingOutputConfig"]["Outputs"]}
+    assert outputs == {
+        "samples": {
+            "S3Uri": join(f"{MODELS}/stylegan/runs", EXECUTION_ID, "samples"),
+            "LocalPath": "/opt/ml/processing/output/samples",
+            "S3UploadMode": "EndOfJob",
+        },
+        "quality": {
+            "S3Uri": join(f"{MODELS}/stylegan/runs", EXECUTION_ID, "quality"),
+            "LocalPath": pipeline_contract.PROCESSING_QUALITY,
+            "S3UploadMode": "EndOfJob",
+        },
     }
+    app = arguments["AppSpecification"]
+    assert app["ContainerEntrypoint"] == ["python", "-m", "runtime.pipeline.stylegan2.generate"]
+    expected = pipeline_contract.export_arguments(quality_samples=as_string({"Get": "Parameters.QualitySamples"}))
+    assert app["ContainerArguments"] == expected
+    args = app["ContainerArguments"]
+    assert args[args.index("--publish-dir") + 1] == ""  # the publish step is the only writer of latest.onnx
+    assert args[args.index("--quality-dir") + 1] == outputs["quality"]["LocalPath"]
+    # The gate reads the quality.json generate.py writes into that output.
+    assert export["PropertyFiles"] == [
+        {"PropertyFileName": "Quality", "OutputName": "quality", "FilePath": "quality.json"}
+    ]
+    assert arguments["ProcessingResources"]["ClusterConfig"]["InstanceType"] == {"Get": "Parameters.ExportInstanceType"}
+
+
+QUALITY_CASES = [
+    ({"finite": 1, "fid": 12.5, "kid": 0.01}, -1.0),
+    ({"finite": 1, "fid": 12.5, "kid": 0.01}, 20.0),
+    ({"finite": 1, "fid": 12.5, "kid": 0.01}, 12.5),
+    ({"finite": 1, "fid": 12.5, "kid": 0.01}, 5.0),
+    ({"finite": 1, "fid": 0.0, "kid": 0.0}, 0.0),
+    ({"finite": 0, "fid": pipeline_contract.UNMEASURED_SCORE, "kid": pipeline_contract.UNMEASURED_SCORE}, -1.0),
+    ({"finite": 0, "fid": pipeline_contract.UNMEASURED_SCORE, "kid": pipeline_contract.UNMEASURED_SCORE}, 2e9),
+]
+
+
+@pytest.mark.parametrize(("quality", "max_fid"), QUALITY_CASES)
+def test_quality_gate_decides_as_the_runtime_gate(
+    spot: dict[str, Any], quality: dict[str, Any], max_fid: float
+) -> None:
+    """The rendered ConditionStep, evaluated on a quality.json, picks the branch runtime.pipeline.quality.gate picks."""
+    execution = Execution(deployed(spot), overrides={"MaxFid": max_fid})
+    execution.property_files[f"{STEP_EXPORT}.Quality"] = quality
+    expected = [STEP_PUBLISH, STEP_NOTIFY] if decide(quality, max_fid=max_fid).publish else [STEP_NOT_PUBLISHED]
+    assert execution.branch(STEP_GATE) == expected
+
+
+def test_lambda_steps_carry_what_the_function_requires(spot: dict[str, Any]) -> None:
+    execution = Execution(deployed(spot))
+    execution.property_files[f"{STEP_EXPORT}.Quality"] = {"finite": 1, "fid": 9.5, "kid": 0.002}
+    execution.lambda_outputs[STEP_PUBLISH] = {
+        "model_uri": "s3://genart-test-models/stylegan/latest.onnx",
+        "version_id": "v1",
+    }
+    actions = {
+        STEP_VALIDATE: notify_contract.ACTION_VALIDATE,
+        STEP_PUBLISH: notify_contract.ACTION_PUBLISH,
+        STEP_NOTIFY: notify_contract.ACTION_NOTIFY_PUBLISHED,
+        STEP_NOT_PUBLISHED: notify_contract.ACTION_NOTIFY_NOT_PUBLISHED,
+    }
+    for name, action in actions.items():
+        step = steps(spot)[name]
+        assert step["FunctionArn"] == RESOURCES.notify_function_arn
+        event = execution.resolve(step["Arguments"])
+        json.dumps(event, allow_nan=False)
+        assert event[notify_contract.ACTION] == action
+        assert notify_handler.validate_event(event, notify_handler.REQUIRED_FIELDS[action])
+    published = execution.resolve(steps(spot)[STEP_NOTIFY]["Arguments"])
+    assert published["model_uri"] == "s3://genart-test-models/stylegan/latest.onnx"
+    assert published["samples_uri"] == "s3://genart-test-models/stylegan/runs/exec0001/samples"
+    assert [o["OutputName"] for o in steps(spot)[STEP_PUBLISH]["OutputParameters"]] == ["model_uri", "version_id"]
+
+
+@pytest.mark.parametrize("which", ["spot", "on_demand"])
+def test_every_job_request_fits_the_sagemaker_api(which: str, request: pytest.FixtureRequest) -> None:
+    """botocore's own validator against CreateProcessingJob/CreateTrainingJob, with every expression resolved."""
+    definition = deployed(request.getfixturevalue(which))
+    execution = Execution(definition)
+    jobs = {name: step for name, step in steps(definition).items() if step["Type"] in ("Processing", "Training")}
+    assert set(jobs) == {STEP_PREPARE, STEP_TRAIN, STEP_EXPORT}
+    for name, step in jobs.items():
+        job = execution.job_request(name)
+        validate_job_request(step["Type"], job)
+        assert job["RoleArn"] == DEPLOYED[RESOURCES.job_role_arn]
+    train = execution.job_request(STEP_TRAIN)
+    assert all(isinstance(value, str) for value in train["HyperParameters"].values())
+    stopping = train["StoppingCondition"]
+    assert stopping.get("MaxWaitTimeInSeconds", stopping["MaxRuntimeInSeconds"]) >= stopping["MaxRuntimeInSeconds"]
+
+
+def test_a_bad_request_is_caught_by_the_validator(spot: dict[str, Any]) -> None:
+    """The validator does reject what the service would (so the test above can fail)."""
+    from botocore.exceptions import ParamValidationError
+
+    job = Execution(deployed(spot)).job_request(STEP_EXPORT)
+    job["ProcessingResources"]["ClusterConfig"]["InstanceCount"] = "one"
+    with pytest.raises(ParamValidationError, match="InstanceCount"):
+        validate_job_request("Processing", job)
 
 
 def test_rendering_restores_the_environment_and_ignores_the_region(
@@ -263,3 +389,15 @@ def test_rendering_restores_the_environment_and_ignores_the_region(
     before = dict(os.environ)
     assert render(CONFIG) == spot
     assert dict(os.environ) == before
+
+
+def test_the_local_run_sends_the_lambda_steps_events(spot: dict[str, Any], tmp_path: Path) -> None:
+    """runtime/pipeline/local_run.py builds each Lambda step's event with exactly the rendered step's fields."""
+    layout = local_run.LocalLayout(tmp_path)
+    parameters = local_run.run_parameters(layout, local_run.parse_args(["--workdir", str(tmp_path)]))
+    assert set(parameters) == {p["Name"] for p in spot["Parameters"]}
+    events = local_run.step_events(layout, parameters, {"finite": 1, "fid": 1.0, "kid": 0.0}, {})
+    lambda_steps = {name for name, step in steps(spot).items() if step["Type"] == "Lambda"}
+    assert set(events) == lambda_steps
+    for name, event in events.items():
+        assert set(event) == set(steps(spot)[name]["Arguments"]), name

@@ -1,7 +1,8 @@
-"""Pipeline stack: the SageMaker pipeline and its definition, topic + key, failure rule, notify Lambda, roles.
+"""Pipeline stack: the SageMaker pipeline and its definition, topic + key, failure rule, the function, two roles.
 
-Assertions say what must hold for a run to work and to be reported: the role the pipeline passes to its jobs can do
-exactly what the steps need, a failure reaches the topic, and a success reaches the notify function and the topic.
+Assertions say what must hold for a run to work and to be reported, and no more: the job role can do exactly what
+the jobs need, the pipeline role only starts them, invokes the function and reads the gate's report, only the
+function's publish step can write stylegan/latest.onnx, and every service grant is tied to this account and source.
 """
 
 from __future__ import annotations
@@ -25,11 +26,10 @@ from runtime.lambdas.notify import contract as notify_contract
 from runtime.lambdas.notify import handler as notify_handler
 from runtime.pipeline.stylegan2 import contract as pipeline_contract
 from tests.infra.intrinsics import as_list, canonical_statements, render, value_of
+from tests.infra.pipeline_expressions import Execution, all_steps
 from tests.infra.synth import SynthesizedApp, SynthesizedStack, resources_of_type, synth_env
 
 ENV_NAME = "dev"
-PIPELINE_EVENT_SOURCE = "aws.sagemaker"
-PIPELINE_EVENT_TYPE = "SageMaker Model Building Pipeline Execution Status Change"
 SAGEMAKER_JOB_LOG_GROUPS = ("/aws/sagemaker/ProcessingJobs", "/aws/sagemaker/TrainingJobs")
 ECR_PULL_ACTIONS = ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
 # account.dkr.ecr.region.suffix/repository:tag (or @digest); a ${...} placeholder may hold colons.
@@ -173,9 +173,13 @@ def test_step_image_is_a_docker_asset_of_the_step_code_built_at_deploy(stack: Sy
         "pipeline/stylegan2/train.py",
         "pipeline/stylegan2/metrics.py",
         "pipeline/stylegan2/generate.py",
+        "pipeline/quality/measure.py",
+        "pipeline/quality/extractor.py",
+        "pipeline/archives.py",
         "common/jsonlog.py",
     } <= files
     assert "pipeline/local_run.py" not in files and not any("__pycache__" in f for f in files)
+    assert "pipeline/quality/upload_extractor.py" not in files  # an operator tool (boto3), not a step
     assert not any(f.startswith(("bot/", "endpoint/", "lambdas/")) for f in files)
 
 
@@ -191,59 +195,102 @@ def test_dockerfile_follows_the_sagemaker_container_contract() -> None:
     for source, _ in copies:
         assert (context / source).exists(), f"COPY source {source} is not in the build context"
     assert ["pipeline/stylegan2", "/opt/ml/code/runtime/pipeline/stylegan2"] in copies
+    assert ["pipeline/quality", "/opt/ml/code/runtime/pipeline/quality"] in copies
+    assert ["pipeline/archives.py", "/opt/ml/code/runtime/pipeline/archives.py"] in copies
     assert ["common", "/opt/ml/code/runtime/common"] in copies
     assert "exec python -m runtime.pipeline.container.sagemaker_train" in dockerfile
     assert "PYTHONPATH=/opt/ml/code" in dockerfile
     assert "pip install --no-cache-dir -r /tmp/requirements.txt" in dockerfile
     assert not [args for keyword, *args in instructions if keyword in ("ENTRYPOINT", "CMD")]  # SageMaker passes `train`
+    ignore = (PIPELINE_DIR / "Dockerfile.dockerignore").read_text().splitlines()
+    assert [line for line in ignore if line and not line.startswith("#")] == list(pipeline_contract.IMAGE_EXCLUDES)
 
 
-def test_pipeline_runs_as_the_execution_role_after_its_policy_exists(
+def named_role(template: dict[str, Any], name: str) -> str:
+    """Logical id of one of the PipelineRoles construct's roles (JobRole or PipelineRole)."""
+    (found,) = [
+        logical_id
+        for logical_id in resources_of_type(template, "AWS::IAM::Role")
+        if logical_id.startswith(f"Roles{name}")
+    ]
+    return found
+
+
+def test_pipeline_runs_as_the_pipeline_role_and_passes_the_job_role_to_its_jobs(
     stack: SynthesizedStack, app: SynthesizedApp
 ) -> None:
     template = stack.json
-    execution_role = role_id(template, "sagemaker.amazonaws.com")
+    pipeline_role, job_role = named_role(template, "PipelineRole"), named_role(template, "JobRole")
+    assert pipeline_role != job_role
+    for role in (pipeline_role, job_role):
+        assert_role_trusts_only(template, role, "sagemaker.amazonaws.com")
     _, pipeline = only(template, "AWS::SageMaker::Pipeline")
     props = pipeline["Properties"]
-    assert props["RoleArn"] == {"Fn::GetAtt": [execution_role, "Arn"]}
-    # SageMaker validates the definition and runs the steps with this role: its policy must exist first.
-    assert policy_id_of(template, execution_role) in pipeline["DependsOn"]
+    assert props["RoleArn"] == {"Fn::GetAtt": [pipeline_role, "Arn"]}
+    # SageMaker validates the definition and runs the steps with these roles: their policies must exist first.
+    assert {policy_id_of(template, pipeline_role), policy_id_of(template, job_role)} <= set(pipeline["DependsOn"])
     # SageMaker lower-cases pipeline names in ARNs; the failure rule matches on the ARN.
     assert props["PipelineName"] == props["PipelineName"].lower() == props["PipelineDisplayName"]
     definition = rendered_definition(stack, app)
-    job_roles = {step["Arguments"]["RoleArn"] for step in definition["Steps"] if "RoleArn" in step.get("Arguments", {})}
-    assert job_roles == {f"arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:role/${{{execution_role}}}"}
-    (lambda_step,) = [step for step in definition["Steps"] if step["Type"] == "Lambda"]
+    steps = all_steps(definition)
+    job_roles = {step["Arguments"]["RoleArn"] for step in steps.values() if "RoleArn" in step.get("Arguments", {})}
+    assert job_roles == {f"arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:role/${{{job_role}}}"}
     function_id, _ = only(template, "AWS::Lambda::Function")
-    assert lambda_step["FunctionArn"] == f"${{{function_id}.Arn}}"
+    lambda_steps = [step for step in steps.values() if step["Type"] == "Lambda"]
+    assert len(lambda_steps) == 4
+    assert {step["FunctionArn"] for step in lambda_steps} == {f"${{{function_id}.Arn}}"}
 
 
-def test_execution_role_grants_exactly_what_the_steps_need(stack: SynthesizedStack, app: SynthesizedApp) -> None:
+def test_job_role_grants_exactly_what_the_jobs_need(stack: SynthesizedStack, app: SynthesizedApp) -> None:
     template = stack.json
-    execution_role = role_id(template, "sagemaker.amazonaws.com")
-    assert_role_trusts_only(template, execution_role, "sagemaker.amazonaws.com")
-    function_id, _ = only(template, "AWS::Lambda::Function")
     (image,) = step_images(rendered_definition(stack, app))
-    prefix = pipeline_contract.MODELS_PREFIX
+    models = models_arn(app)
+    runs, checkpoints = pipeline_contract.RUNS_PREFIX, pipeline_contract.CHECKPOINTS_PREFIX
+    extractor = pipeline_contract.FEATURE_EXTRACTOR_PREFIX
     expected = [
         {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": [f"{datasets_arn(app)}/*"]},
         {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [datasets_arn(app)]},
         {
             "Effect": "Allow",
             "Action": ["s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"],
-            "Resource": [f"{models_arn(app)}/{prefix}/*"],
+            "Resource": [f"{models}/{runs}/*"],
         },
         {
             "Effect": "Allow",
-            "Action": ["s3:DeleteObject"],
-            "Resource": [f"{models_arn(app)}/{pipeline_contract.CHECKPOINT_KEY_PATTERN}"],
+            "Action": ["s3:AbortMultipartUpload", "s3:DeleteObject", "s3:GetObject", "s3:PutObject"],
+            "Resource": [f"{models}/{checkpoints}/*"],
         },
+        {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": [f"{models}/{extractor}/*"]},
         {
             "Effect": "Allow",
             "Action": ["s3:ListBucket"],
-            "Resource": [models_arn(app)],
-            "Condition": {"StringLike": {"s3:prefix": [prefix, f"{prefix}/*"]}},
+            "Resource": [models],
+            "Condition": {"StringLike": {"s3:prefix": [f"{runs}/*", f"{checkpoints}/*", f"{extractor}/*"]}},
         },
+        {"Effect": "Allow", "Action": ECR_PULL_ACTIONS, "Resource": [repository_arn_of(image, app)]},
+        {"Effect": "Allow", "Action": ["ecr:GetAuthorizationToken"], "Resource": ["*"]},
+        {
+            "Effect": "Allow",
+            "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
+            "Resource": [account_arn("logs", f"log-group:{group}:*") for group in SAGEMAKER_JOB_LOG_GROUPS],
+        },
+        {
+            "Effect": "Allow",
+            "Action": ["cloudwatch:PutMetricData"],
+            "Resource": ["*"],
+            "Condition": {"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}},
+        },
+    ]
+    job_role = named_role(template, "JobRole")
+    assert canonical_statements(statements(template, job_role), app) == canonical_statements(expected, app)
+
+
+def test_pipeline_role_starts_jobs_passes_only_the_job_role_and_invokes_only_the_function(
+    stack: SynthesizedStack, app: SynthesizedApp
+) -> None:
+    template = stack.json
+    function_id, _ = only(template, "AWS::Lambda::Function")
+    expected = [
         {
             "Effect": "Allow",
             "Action": [
@@ -260,53 +307,77 @@ def test_execution_role_grants_exactly_what_the_steps_need(stack: SynthesizedSta
         {
             "Effect": "Allow",
             "Action": ["iam:PassRole"],
-            "Resource": [f"${{{execution_role}.Arn}}"],
+            "Resource": [f"${{{named_role(template, 'JobRole')}.Arn}}"],
             "Condition": {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
         },
         {"Effect": "Allow", "Action": ["lambda:InvokeFunction"], "Resource": [f"${{{function_id}.Arn}}"]},
-        {"Effect": "Allow", "Action": ECR_PULL_ACTIONS, "Resource": [repository_arn_of(image, app)]},
-        {"Effect": "Allow", "Action": ["ecr:GetAuthorizationToken"], "Resource": ["*"]},
+        # The quality gate's JsonGet reads quality.json with the pipeline's role.
         {
             "Effect": "Allow",
-            "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
-            "Resource": [account_arn("logs", f"log-group:{group}:*") for group in SAGEMAKER_JOB_LOG_GROUPS],
-        },
-        {
-            "Effect": "Allow",
-            "Action": ["cloudwatch:PutMetricData"],
-            "Resource": ["*"],
-            "Condition": {"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}},
+            "Action": ["s3:GetObject"],
+            "Resource": [f"{models_arn(app)}/{pipeline_contract.QUALITY_KEY_PATTERN}"],
         },
     ]
-    assert canonical_statements(statements(template, execution_role), app) == canonical_statements(expected, app)
+    pipeline_role = named_role(template, "PipelineRole")
+    assert canonical_statements(statements(template, pipeline_role), app) == canonical_statements(expected, app)
+    definition = rendered_definition(stack, app)
+    (export,) = [s for s in all_steps(definition).values() if s.get("PropertyFiles")]
+    (quality,) = [o for o in export["Arguments"]["ProcessingOutputConfig"]["Outputs"] if o["OutputName"] == "quality"]
+    uri = Execution(definition).resolve(quality["S3Output"]["S3Uri"])
+    storage = app.stacks.storage
+    prefix = uri.removeprefix(f"s3://{value_of(storage, storage.models_bucket.bucket_name, app)}/")
+    key = f"{prefix}/{export['PropertyFiles'][0]['FilePath']}"
+    assert fnmatch.fnmatchcase(key, pipeline_contract.QUALITY_KEY_PATTERN), key
 
 
-def test_execution_role_can_publish_the_model_the_bot_reads(stack: SynthesizedStack, app: SynthesizedApp) -> None:
+def writers_of(template: dict[str, Any], app: SynthesizedApp, key: str) -> set[str]:
+    """Logical ids of the roles whose policies allow s3:PutObject on the models bucket's `key`."""
+    target = f"{models_arn(app)}/{key}"
+    found = set()
+    for policy in resources_of_type(template, "AWS::IAM::Policy").values():
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            actions = as_list(statement["Action"])
+            if statement["Effect"] != "Allow" or not any(fnmatch.fnmatchcase("s3:PutObject", a) for a in actions):
+                continue
+            if any(fnmatch.fnmatchcase(target, render(r, app)) for r in as_list(statement["Resource"])):
+                found |= {role["Ref"] for role in policy["Properties"]["Roles"]}
+    return found
+
+
+def test_only_the_publish_step_can_write_the_model_the_bot_reads(stack: SynthesizedStack, app: SynthesizedApp) -> None:
     template = stack.json
-    writable = [
-        resource
-        for statement in statements(template, role_id(template, "sagemaker.amazonaws.com"))
-        if "s3:PutObject" in as_list(statement["Action"])
-        for resource in (render(r, app) for r in as_list(statement["Resource"]))
-    ]
-    published = f"{models_arn(app)}/{bot_contract.DEFAULT_MODEL_KEY}"
     assert bot_contract.DEFAULT_MODEL_KEY == pipeline_contract.PUBLISHED_MODEL_KEY
-    assert any(fnmatch.fnmatchcase(published, pattern) for pattern in writable), writable
-    # ...and nothing outside the StyleGAN prefix of the models bucket.
-    assert all(pattern.startswith(f"{models_arn(app)}/{pipeline_contract.MODELS_PREFIX}/") for pattern in writable)
+    function_role = role_id(template, "lambda.amazonaws.com")
+    assert writers_of(template, app, pipeline_contract.PUBLISHED_MODEL_KEY) == {function_role}
+    # ...while the jobs write their own run's artifacts and checkpoints.
+    job_role = named_role(template, "JobRole")
+    assert writers_of(template, app, "stylegan/runs/exec1/samples/generator.onnx") == {job_role}
+    assert writers_of(template, app, "stylegan/checkpoints/exec1/checkpoint-000000004000.pt") == {job_role}
+    assert writers_of(template, app, "stylegan/feature-extractor/extractor.pt") == set()  # the operator uploads it
+    # The function copies from exactly the file the export step writes.
+    function_reads = [
+        render(r, app)
+        for s in statements(template, function_role)
+        if "s3:GetObject" in as_list(s["Action"])
+        for r in as_list(s["Resource"])
+    ]
+    exported = f"{models_arn(app)}/stylegan/runs/exec1/samples/{pipeline_contract.EXPORTED_MODEL_FILE}"
+    assert any(fnmatch.fnmatchcase(exported, pattern) for pattern in function_reads)
 
 
-def test_every_step_runs_the_image_the_role_can_pull(stack: SynthesizedStack, app: SynthesizedApp) -> None:
+def test_every_step_runs_the_image_the_job_role_can_pull(stack: SynthesizedStack, app: SynthesizedApp) -> None:
     images = step_images(rendered_definition(stack, app))
     assert len(images) == 1, images
     (image,) = images
-    pull = [
+    for role, count in ((named_role(stack.json, "JobRole"), 1), (named_role(stack.json, "PipelineRole"), 0)):
+        pull = [s for s in statements(stack.json, role) if "ecr:BatchGetImage" in as_list(s["Action"])]
+        assert len(pull) == count
+    (pull,) = [
         s
-        for s in statements(stack.json, role_id(stack.json, "sagemaker.amazonaws.com"))
+        for s in statements(stack.json, named_role(stack.json, "JobRole"))
         if "ecr:BatchGetImage" in as_list(s["Action"])
     ]
-    assert len(pull) == 1
-    assert render(pull[0]["Resource"], app) == repository_arn_of(image, app)
+    assert render(pull["Resource"], app) == repository_arn_of(image, app)
 
 
 def test_topic_is_encrypted_with_the_stacks_rotating_key(stack: SynthesizedStack) -> None:
@@ -320,59 +391,64 @@ def test_topic_is_encrypted_with_the_stacks_rotating_key(stack: SynthesizedStack
     assert resources_of_type(stack.json, "AWS::SNS::Subscription") == {}  # dev sets no notification_email
 
 
-def test_key_policy_lets_the_account_administer_and_eventbridge_encrypt_for_the_topic(
-    stack: SynthesizedStack, app: SynthesizedApp
-) -> None:
+def service_grants(template: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(resource id, service, conditions) of every grant to an AWS service principal except role trust policies."""
+    grants = []
+    for logical_id, resource in template["Resources"].items():
+        props = resource.get("Properties", {})
+        if resource["Type"] == "AWS::Lambda::Permission" and str(props.get("Principal", "")).endswith(".amazonaws.com"):
+            conditions = {"ArnLike": {"aws:SourceArn": props.get("SourceArn")}} if "SourceArn" in props else {}
+            if "SourceAccount" in props:
+                conditions["StringEquals"] = {"aws:SourceAccount": props["SourceAccount"]}
+            grants.append((logical_id, props["Principal"], conditions))
+        document = props.get("PolicyDocument") or props.get("KeyPolicy")
+        if resource["Type"] == "AWS::IAM::Role" or not document:
+            continue
+        for statement in document["Statement"]:
+            principal = statement.get("Principal")
+            services = as_list(principal.get("Service", [])) if isinstance(principal, dict) else []
+            grants += [(logical_id, service, statement.get("Condition", {})) for service in services]
+    return grants
+
+
+def test_every_service_principal_grant_is_tied_to_this_account_and_source(stack: SynthesizedStack) -> None:
+    """No confused deputy: EventBridge (and any other service) acts here only for this stack's own resources."""
+    grants = service_grants(stack.json)
+    assert {service for _, service, _ in grants} == {"events.amazonaws.com"}  # the failure rule invoking the function
+    for logical_id, service, conditions in grants:
+        keys = {key for operator_conditions in conditions.values() for key in operator_conditions}
+        assert {"aws:SourceArn", "aws:SourceAccount"} <= keys, (logical_id, service, conditions)
+        assert conditions["StringEquals"]["aws:SourceAccount"] == {"Ref": "AWS::AccountId"}
+    ((_, _, conditions),) = grants
+    rule_id, _ = only(stack.json, "AWS::Events::Rule")
+    assert conditions["ArnLike"]["aws:SourceArn"] == {"Fn::GetAtt": [rule_id, "Arn"]}
+
+
+def test_topic_and_key_admit_no_service_principal(stack: SynthesizedStack, app: SynthesizedApp) -> None:
     _, key = only(stack.json, "AWS::KMS::Key")
-    rendered = [
-        {**s, "Principal": {kind: render(who, app) for kind, who in s["Principal"].items()}}
-        for s in key["Properties"]["KeyPolicy"]["Statement"]
+    principals = [s["Principal"] for s in key["Properties"]["KeyPolicy"]["Statement"]]
+    # IAM policies of this account decide (the function role's kms grant relies on it); no service is named.
+    assert [{kind: render(who, app) for kind, who in p.items()} for p in principals] == [
+        {"AWS": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}
     ]
-    account_root = {"AWS": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}
-    assert canonical_statements(rendered, app) == canonical_statements(
-        [
-            # IAM policies of this account decide (the notify role's kms grant relies on it).
-            {"Effect": "Allow", "Principal": account_root, "Action": ["kms:*"], "Resource": ["*"]},
-            # The failure rule's SNS target: EventBridge encrypts what it publishes to the topic.
-            {
-                "Effect": "Allow",
-                "Principal": {"Service": "events.amazonaws.com"},
-                "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
-                "Resource": ["*"],
-            },
-        ],
-        app,
-    )
-
-
-def test_topic_policy_denies_plaintext_publishing_and_lets_eventbridge_publish(
-    stack: SynthesizedStack, app: SynthesizedApp
-) -> None:
     topic_id, _ = only(stack.json, "AWS::SNS::Topic")
     _, policy = only(stack.json, "AWS::SNS::TopicPolicy")
     assert policy["Properties"]["Topics"] == [{"Ref": topic_id}]
-    topic = f"${{{topic_id}}}"
     assert canonical_statements(policy["Properties"]["PolicyDocument"]["Statement"], app) == canonical_statements(
         [
             {
                 "Effect": "Deny",
                 "Principal": "*",
                 "Action": ["sns:Publish"],
-                "Resource": [topic],
+                "Resource": [f"${{{topic_id}}}"],
                 "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-            },
-            {
-                "Effect": "Allow",
-                "Principal": {"Service": "events.amazonaws.com"},
-                "Action": ["sns:Publish"],
-                "Resource": [topic],
-            },
+            }
         ],
         app,
     )
 
 
-def test_failure_rule_matches_failed_or_stopped_runs_of_this_pipeline_and_targets_the_topic(
+def test_failure_rule_sends_failed_or_stopped_runs_of_this_pipeline_to_the_function(
     stack: SynthesizedStack, app: SynthesizedApp
 ) -> None:
     _, rule = only(stack.json, "AWS::Events::Rule")
@@ -383,41 +459,27 @@ def test_failure_rule_matches_failed_or_stopped_runs_of_this_pipeline_and_target
     pattern = json.loads(json.dumps(props["EventPattern"]))
     pattern["detail"]["pipelineArn"] = [render(arn, app) for arn in pattern["detail"]["pipelineArn"]]
     assert pattern == {
-        "source": [PIPELINE_EVENT_SOURCE],
-        "detail-type": [PIPELINE_EVENT_TYPE],
+        "source": [notify_contract.PIPELINE_EVENT_SOURCE],
+        "detail-type": [notify_contract.PIPELINE_EVENT_TYPE],
         "detail": {
             "pipelineArn": [pipeline_arn(pipeline["Properties"]["PipelineName"])],
             "currentPipelineExecutionStatus": ["Failed", "Stopped"],
         },
     }
-    target, ops = props["Targets"]
-    topic_id, _ = only(stack.json, "AWS::SNS::Topic")
-    assert target["Arn"] == {"Ref": topic_id}
-    # The same message also reaches the one ops-alerts topic of the Storage stack.
-    storage = app.stacks.storage
-    assert render(ops["Arn"], app) == value_of(storage, storage.ops_alerts.topic_arn, app)
-    assert ops["InputTransformer"] == target["InputTransformer"]
-    assert "RoleArn" not in target and "RoleArn" not in ops  # SNS targets use the topic policy, not a role
+    (target,) = props["Targets"]
+    function_id, _ = only(stack.json, "AWS::Lambda::Function")
+    assert target["Arn"] == {"Fn::GetAtt": [function_id, "Arn"]}
+    # The whole event, untouched: the function formats it (no EventBridge input template, no quoting artefacts).
+    assert not {"Input", "InputPath", "InputTransformer"} & set(target)
+    assert target["RetryPolicy"]["MaximumRetryAttempts"] == 4
+    _, permission = only(stack.json, "AWS::Lambda::Permission")
+    assert permission["Properties"]["FunctionName"] == {"Fn::GetAtt": [function_id, "Arn"]}
+    assert permission["Properties"]["Principal"] == "events.amazonaws.com"
 
 
-def test_failure_message_names_the_pipeline_execution_and_its_status(stack: SynthesizedStack) -> None:
-    _, rule = only(stack.json, "AWS::Events::Rule")
-    target, _ = rule["Properties"]["Targets"]
-    transformer = target["InputTransformer"]
-    assert transformer["InputPathsMap"] == {
-        "detail-pipelineExecutionDisplayName": "$.detail.pipelineExecutionDisplayName",
-        "detail-currentPipelineExecutionStatus": "$.detail.currentPipelineExecutionStatus",
-        "detail-pipelineExecutionArn": "$.detail.pipelineExecutionArn",
-        "detail-executionStartTime": "$.detail.executionStartTime",
-        "detail-executionEndTime": "$.detail.executionEndTime",
-    }
-    template = transformer["InputTemplate"]
-    placeholders = set(re.findall(r"<([^>]+)>", template))
-    assert placeholders == set(transformer["InputPathsMap"])
-    assert "genart-dev-stylegan2" in template and "ended <detail-currentPipelineExecutionStatus>" in template
-
-
-def test_notify_function_runtime_handler_environment_role_and_logs(stack: SynthesizedStack) -> None:
+def test_notify_function_runtime_handler_environment_role_and_logs(
+    stack: SynthesizedStack, app: SynthesizedApp
+) -> None:
     template = stack.json
     function_id, function = only(template, "AWS::Lambda::Function")
     props = function["Properties"]
@@ -425,17 +487,21 @@ def test_notify_function_runtime_handler_environment_role_and_logs(stack: Synthe
     assert props["Architectures"] == ["arm64"]
     assert props["Handler"] == "runtime.lambdas.notify.handler.handler"
     assert callable(notify_handler.handler)
-    assert 10 <= props["Timeout"] <= 300 and props["MemorySize"] >= 128
+    assert 60 <= props["Timeout"] <= 300 and props["MemorySize"] >= 128
     topic_id, _ = only(template, "AWS::SNS::Topic")
-    assert props["Environment"]["Variables"] == {
-        notify_contract.ENV_TOPIC_ARN: {"Ref": topic_id},
+    variables = props["Environment"]["Variables"]
+    storage = app.stacks.storage
+    assert {name: render(value, app) for name, value in variables.items()} == {
+        notify_contract.ENV_TOPIC_ARN: f"${{{topic_id}}}",
+        notify_contract.ENV_OPS_TOPIC_ARN: value_of(storage, storage.ops_alerts.topic_arn, app),
+        notify_contract.ENV_MODELS_BUCKET: value_of(storage, storage.models_bucket.bucket_name, app),
+        notify_contract.ENV_DATASETS_BUCKET: value_of(storage, storage.datasets_bucket.bucket_name, app),
         notify_contract.ENV_LINK_EXPIRY_SECONDS: str(notify_contract.DEFAULT_LINK_EXPIRY_SECONDS),
     }
     notify_role = role_id(template, "lambda.amazonaws.com")
     assert props["Role"] == {"Fn::GetAtt": [notify_role, "Arn"]}
-    assert policy_id_of(template, notify_role) in function["DependsOn"]
     log_group_id, log_group = only(template, "AWS::Logs::LogGroup")
-    assert props["LoggingConfig"] == {"LogGroup": {"Ref": log_group_id}}
+    assert props["LoggingConfig"]["LogGroup"] == {"Ref": log_group_id}
     assert log_group["Properties"]["RetentionInDays"] == 30
     assert function_id in json.dumps(template["Outputs"]["NotifyFunctionName"])
 
@@ -464,21 +530,56 @@ def test_notify_function_code_is_its_package_with_the_shared_log_module(stack: S
     assert not any("__pycache__" in f or f.endswith(".pyc") for f in files)
 
 
-def test_notify_role_publishes_presigns_grids_and_logs_only(stack: SynthesizedStack, app: SynthesizedApp) -> None:
+def test_function_role_publishes_copies_the_generator_checks_inputs_and_lists_steps_only(
+    stack: SynthesizedStack, app: SynthesizedApp
+) -> None:
     template = stack.json
     notify_role = role_id(template, "lambda.amazonaws.com")
     assert_role_trusts_only(template, notify_role, "lambda.amazonaws.com")
     topic_id, _ = only(template, "AWS::SNS::Topic")
     key_id, _ = only(template, "AWS::KMS::Key")
     log_group_id, _ = only(template, "AWS::Logs::LogGroup")
+    _, pipeline = only(template, "AWS::SageMaker::Pipeline")
+    storage = app.stacks.storage
+    models = models_arn(app)
     assert pipeline_contract.SAMPLE_GRID_KEY_PATTERN.endswith(f"/{notify_contract.SAMPLE_GRID_FILE}")
     expected = [
-        {"Effect": "Allow", "Action": ["sns:Publish"], "Resource": [f"${{{topic_id}}}"]},
-        {"Effect": "Allow", "Action": ["kms:Decrypt", "kms:GenerateDataKey*"], "Resource": [f"${{{key_id}.Arn}}"]},
+        # Its topic and, for failures, the ops-alerts topic of the Storage stack (with their keys).
+        {
+            "Effect": "Allow",
+            "Action": ["sns:Publish"],
+            "Resource": [f"${{{topic_id}}}", value_of(storage, storage.ops_alerts.topic_arn, app)],
+        },
+        {
+            "Effect": "Allow",
+            "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
+            "Resource": [f"${{{key_id}.Arn}}", value_of(storage, storage.ops_alerts.encrypted.key.key_arn, app)],
+        },
         {
             "Effect": "Allow",
             "Action": ["s3:GetObject"],
-            "Resource": [f"{models_arn(app)}/{pipeline_contract.SAMPLE_GRID_KEY_PATTERN}"],
+            "Resource": [f"{models}/{pipeline_contract.SAMPLE_GRID_KEY_PATTERN}"],
+        },
+        {
+            "Effect": "Allow",
+            "Action": ["s3:GetObject"],
+            "Resource": [f"{models}/{pipeline_contract.EXPORTED_MODEL_KEY_PATTERN}"],
+        },
+        {
+            "Effect": "Allow",
+            "Action": ["s3:PutObject"],
+            "Resource": [f"{models}/{pipeline_contract.PUBLISHED_MODEL_KEY}"],
+        },
+        {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [datasets_arn(app)]},
+        {
+            "Effect": "Allow",
+            "Action": ["s3:GetObject"],
+            "Resource": [f"{models}/{pipeline_contract.FEATURE_EXTRACTOR_PREFIX}/*"],
+        },
+        {
+            "Effect": "Allow",
+            "Action": ["sagemaker:ListPipelineExecutionSteps"],
+            "Resource": [account_arn("sagemaker", f"pipeline/{pipeline['Properties']['PipelineName']}/execution/*")],
         },
         {
             "Effect": "Allow",
@@ -505,16 +606,19 @@ def test_outputs_name_the_pipeline_topic_function_and_image(stack: SynthesizedSt
 
 def test_email_subscription_is_added_when_configured() -> None:
     stack = cdk.Stack(cdk.App(), "NotificationsOnly")
-    bucket = s3.Bucket(stack, "Models")
     PipelineNotifications(
         stack,
         "Notifications",
         notification_email="ops@example.com",
-        models_bucket=bucket,
-        grid_key_pattern="stylegan/runs/*/samples/grid.png",
+        models_bucket=s3.Bucket(stack, "Models"),
+        datasets_bucket=s3.Bucket(stack, "Datasets"),
+        pipeline_execution_arns="arn:aws:sagemaker:eu-west-1:123456789012:pipeline/p/execution/*",
+        ops_alerts=None,
         removal_policy=cdk.RemovalPolicy.DESTROY,
         log_retention=cdk.aws_logs.RetentionDays.ONE_WEEK,
     )
-    Template.from_stack(stack).has_resource_properties(
-        "AWS::SNS::Subscription", {"Protocol": "email", "Endpoint": "ops@example.com"}
-    )
+    template = Template.from_stack(stack)
+    template.has_resource_properties("AWS::SNS::Subscription", {"Protocol": "email", "Endpoint": "ops@example.com"})
+    # Without an ops-alerts topic, failures go to the pipeline topic only.
+    (function,) = template.find_resources("AWS::Lambda::Function").values()
+    assert notify_contract.ENV_OPS_TOPIC_ARN not in function["Properties"]["Environment"]["Variables"]

@@ -12,6 +12,7 @@ import pytest
 from aws_cdk.assertions import Match
 
 from infra.config import load_config
+from runtime.pipeline.stylegan2 import contract as pipeline_contract
 from tests.infra.synth import CDK_JSON, REPO_ROOT, SynthesizedStack, resources_of_type, synth_config, synth_env
 
 
@@ -77,6 +78,30 @@ def test_models_bucket_is_versioned_and_others_are_not() -> None:
         "Status": "Enabled"
     }
     assert "VersioningConfiguration" not in _bucket_by_logical_prefix(stack, "DatasetsBucket")["Properties"]
+
+
+@pytest.mark.parametrize("env_name", ["dev", "prod"])
+def test_pipeline_checkpoints_lose_their_old_versions_within_a_day(env_name: str) -> None:
+    rules = _bucket_by_logical_prefix(_storage(env_name), "ModelsBucket")["Properties"]["LifecycleConfiguration"]
+    short = [rule for rule in rules["Rules"] if rule.get("Prefix") == f"{pipeline_contract.CHECKPOINTS_PREFIX}/"]
+    assert short == [
+        {
+            "Id": "short-lived-0",
+            "Prefix": "stylegan/checkpoints/",
+            "Status": "Enabled",
+            "NoncurrentVersionExpiration": {"NoncurrentDays": 1},
+            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+            "ExpiredObjectDeleteMarker": True,
+        }
+    ]
+    # The checkpoint sync writes and prunes only there; the published generator keeps 30 days of versions.
+    assert f"{pipeline_contract.CHECKPOINTS_PREFIX}/*" == pipeline_contract.CHECKPOINT_KEY_PATTERN
+    assert not pipeline_contract.PUBLISHED_MODEL_KEY.startswith(short[0]["Prefix"])
+    assert {
+        "Id": "expire-old-versions",
+        "Status": "Enabled",
+        "NoncurrentVersionExpiration": {"NoncurrentDays": 30},
+    } in (rules["Rules"])
 
 
 @pytest.mark.parametrize("env_name", ["dev", "prod"])

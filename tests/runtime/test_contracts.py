@@ -22,6 +22,21 @@ def test_notify_presigns_the_grid_the_export_step_writes() -> None:
     assert pipeline.SAMPLE_GRID_KEY_PATTERN.endswith(f"/{notify.SAMPLE_GRID_FILE}")
 
 
+def test_the_pipeline_function_publishes_and_validates_with_the_pipelines_names() -> None:
+    from runtime.pipeline.stylegan2.config import PRESETS
+
+    assert notify.PUBLISHED_MODEL_KEY == pipeline.PUBLISHED_MODEL_KEY == bot.DEFAULT_MODEL_KEY
+    assert notify.EXPORTED_MODEL_FILE == pipeline.EXPORTED_MODEL_FILE
+    assert pipeline.EXPORTED_MODEL_KEY_PATTERN.endswith(f"/{notify.EXPORTED_MODEL_FILE}")
+    assert f"{pipeline.RUNS_PREFIX}/" == notify.RUNS_PREFIX
+    assert f"{pipeline.FEATURE_EXTRACTOR_PREFIX}/" == notify.FEATURE_EXTRACTOR_PREFIX
+    assert pipeline.FEATURE_EXTRACTOR_KEY.startswith(notify.FEATURE_EXTRACTOR_PREFIX)
+    assert set(notify.MODEL_PRESETS) == set(PRESETS)
+    # Checkpoints sit outside the runs prefix (their own lifecycle) and the published key outside both.
+    assert not pipeline.CHECKPOINTS_PREFIX.startswith(pipeline.RUNS_PREFIX)
+    assert not pipeline.PUBLISHED_MODEL_KEY.startswith((pipeline.RUNS_PREFIX, pipeline.CHECKPOINTS_PREFIX))
+
+
 def test_endpoint_image_uses_the_contract_compile_cache_dir() -> None:
     dockerfile = (ROOT / "runtime" / "endpoint" / "Dockerfile").read_text()
     declared = re.findall(rf"{endpoint.ENV_COMPILE_CACHE_DIR}=(\S+)", dockerfile)

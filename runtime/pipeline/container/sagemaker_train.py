@@ -15,14 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from ..stylegan2.cli import configure_step_logging
-from ..stylegan2.contract import step_module
+from ..stylegan2.contract import ENV_OPT_ML, OPT_ML, step_module
 
 LOG = logging.getLogger("stylegan2.train_entry")
 
-CONFIG_DIR = Path("/opt/ml/input/config")
-DATA_DIR = Path("/opt/ml/input/data")
-MODEL_DIR = Path("/opt/ml/model")
-CHECKPOINT_DIR = Path("/opt/ml/checkpoints")
+# SageMaker's layout under /opt/ml; GENART_OPT_ML moves it (the local run emulates the container in a folder).
+CONFIG_DIR = Path(OPT_ML) / "input" / "config"
 TRAIN_CHANNEL = "train"
 MASTER_PORT = 29500
 # Flags this entry point sets from SageMaker's layout; a hyperparameter may not override them.
@@ -62,14 +60,25 @@ def _inside(name: str, value: str, base: Path) -> str:
     return str(resolved)
 
 
+def opt_ml(environ: Mapping[str, str]) -> Path:
+    """Root of the container layout: /opt/ml, or GENART_OPT_ML when set."""
+    return Path(environ.get(ENV_OPT_ML) or OPT_ML)
+
+
+def config_dir(environ: Mapping[str, str]) -> Path:
+    """Where SageMaker writes hyperparameters.json and resourceconfig.json."""
+    return opt_ml(environ) / "input" / "config" if environ.get(ENV_OPT_ML) else CONFIG_DIR
+
+
 def path_args(environ: Mapping[str, str], hyperparameters: Mapping[str, Any] | None = None) -> list[str]:
     """Explicit data, model and checkpoint paths (BYO containers get no SM_* variables from the platform)."""
-    data = Path(environ.get("SM_CHANNEL_TRAIN", str(DATA_DIR / TRAIN_CHANNEL)))
-    outdir = Path(environ.get("SM_MODEL_DIR", str(MODEL_DIR)))
+    root = opt_ml(environ)
+    data = Path(environ.get("SM_CHANNEL_TRAIN", str(root / "input" / "data" / TRAIN_CHANNEL)))
+    outdir = Path(environ.get("SM_MODEL_DIR", str(root / "model")))
     given = {k.replace("_", "-"): _unwrap(v) for k, v in (hyperparameters or {}).items()}
     data_arg = _inside("data", given["data"], data) if "data" in given else str(data)
     outdir_arg = _inside("outdir", given["outdir"], outdir) if "outdir" in given else str(outdir)
-    return ["--data", data_arg, "--outdir", outdir_arg, "--checkpoint-dir", str(CHECKPOINT_DIR)]
+    return ["--data", data_arg, "--outdir", outdir_arg, "--checkpoint-dir", str(root / "checkpoints")]
 
 
 def launch_command(
@@ -124,8 +133,9 @@ def requested_gpus(hyperparameters: Mapping[str, Any], visible: int) -> int:
 def main() -> None:
     """Build the training command from SageMaker's config files and exec it (signals reach it directly)."""
     configure_step_logging()
-    hyperparameters = read_json(CONFIG_DIR / "hyperparameters.json", {})
-    resources = read_json(CONFIG_DIR / "resourceconfig.json", {"hosts": ["algo-1"], "current_host": "algo-1"})
+    config = config_dir(os.environ)
+    hyperparameters = read_json(config / "hyperparameters.json", {})
+    resources = read_json(config / "resourceconfig.json", {"hosts": ["algo-1"], "current_host": "algo-1"})
     args = [*path_args(os.environ, hyperparameters), *hyperparameter_args(hyperparameters)]
     gpus = requested_gpus(hyperparameters, gpu_count())
     command = launch_command(args, gpus=gpus, hosts=resources["hosts"], current_host=str(resources["current_host"]))

@@ -9,20 +9,63 @@ PUBLISHED_MODEL_NAME = "latest.onnx"
 # The generator the bot serves (runtime/bot/contract.py DEFAULT_MODEL_KEY names the same object).
 PUBLISHED_MODEL_KEY = f"{MODELS_PREFIX}/{PUBLISHED_MODEL_NAME}"
 SAMPLES_DIR = "samples"
-CHECKPOINTS_DIR = "checkpoints"
+QUALITY_DIR = "quality"
 SAMPLE_GRID_FILE = "grid.png"
-# Keys the notify function presigns and the checkpoint sync may delete, for the stack's IAM policies.
+# The export step's ONNX file inside a run's samples prefix; the publish step copies it to PUBLISHED_MODEL_KEY.
+EXPORTED_MODEL_FILE = "generator.onnx"
+# Checkpoints live outside the runs prefix, one folder per execution, under a prefix whose noncurrent versions
+# expire within a day (the Storage stack's lifecycle rule): pruning a 0.7 GB checkpoint frees it by the next day.
+CHECKPOINTS_PREFIX = f"{MODELS_PREFIX}/checkpoints"
+# Keys the notify function presigns or copies and the checkpoint sync may delete, for the stack's IAM policies.
 SAMPLE_GRID_KEY_PATTERN = f"{RUNS_PREFIX}/*/{SAMPLES_DIR}/{SAMPLE_GRID_FILE}"
-CHECKPOINT_KEY_PATTERN = f"{RUNS_PREFIX}/*/{CHECKPOINTS_DIR}/*"
+EXPORTED_MODEL_KEY_PATTERN = f"{RUNS_PREFIX}/*/{SAMPLES_DIR}/{EXPORTED_MODEL_FILE}"
+CHECKPOINT_KEY_PATTERN = f"{CHECKPOINTS_PREFIX}/*"
+
+# Quality gate: the export step scores the generator against the training set with a feature extractor
+# (TorchScript, called as extractor(uint8 images [N, 3, H, W], return_features=True) -> [N, D]) that the operator
+# uploads once (python -m runtime.pipeline.quality.upload_extractor); nothing is downloaded at run time.
+FEATURE_EXTRACTOR_PREFIX = f"{MODELS_PREFIX}/feature-extractor"
+FEATURE_EXTRACTOR_FILE = "extractor.pt"
+FEATURE_EXTRACTOR_KEY = f"{FEATURE_EXTRACTOR_PREFIX}/{FEATURE_EXTRACTOR_FILE}"
+# quality.json in a run's quality prefix; the ConditionStep reads these fields (JsonGet) with the pipeline role.
+QUALITY_FILE = "quality.json"
+QUALITY_KEY_PATTERN = f"{RUNS_PREFIX}/*/{QUALITY_DIR}/{QUALITY_FILE}"
+QUALITY_FID = "fid"
+QUALITY_KID = "kid"
+# 1 when every generated image was finite (a diverged generator renders NaN), else 0: such a run never publishes.
+QUALITY_FINITE = "finite"
+# What the score fields hold when the images were not finite: a value no threshold admits.
+UNMEASURED_SCORE = 1.0e9
+# MaxFid below zero means "publish whatever the score" (the default: a first run has no threshold to compare to).
+PUBLISH_ALWAYS = -1.0
+DEFAULT_QUALITY_SAMPLES = 5000
 
 # Paths inside the step containers (SageMaker conventions); the step scripts default to them.
 PROCESSING_INPUT_DATA = "/opt/ml/processing/input/data"
 PROCESSING_DATASET = "/opt/ml/processing/output/dataset"
 PROCESSING_MODEL = "/opt/ml/processing/input/model"
 PROCESSING_SAMPLES = "/opt/ml/processing/output/samples"
-PROCESSING_PUBLISH = "/opt/ml/processing/output/publish"
+PROCESSING_QUALITY = "/opt/ml/processing/output/quality"
+PROCESSING_REFERENCE = "/opt/ml/processing/input/reference"
+PROCESSING_EXTRACTOR = "/opt/ml/processing/input/extractor"
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 TRAIN_CHANNEL = "train"
+# Root of SageMaker's container layout; the image's `train` reads GENART_OPT_ML instead when set (local runs).
+OPT_ML = "/opt/ml"
+ENV_OPT_ML = "GENART_OPT_ML"
+
+# Training hyperparameters the pipeline passes (name -> pipeline parameter); SageMaker writes them, as strings, to
+# /opt/ml/input/config/hyperparameters.json, and the image's `train` turns each into `--<name> <value>`.
+TRAINING_HYPERPARAMETERS: dict[str, str] = {
+    "kimg": "Kimg",
+    "batch": "Batch",
+    "gamma": "Gamma",
+    "lr": "LearningRate",
+    "resolution": "Resolution",
+    "cfg": "ModelPreset",
+    "mirror": "Mirror",
+    "snapshot-kimg": "SnapshotKimg",
+}
 
 # The step image: its build context is the repository's runtime/ folder (so runtime/common ships beside the step
 # code) and its Dockerfile path is relative to that context:
@@ -37,6 +80,7 @@ IMAGE_EXCLUDES = (
     "!pipeline",
     "!common",
     "pipeline/local_run.py",
+    "pipeline/quality/upload_extractor.py",
     "common/settings.py",
     "**/__pycache__",
     "**/*.pyc",
@@ -50,6 +94,21 @@ TRAIN_ENTRY_MODULE = "runtime.pipeline.container.sagemaker_train"
 def step_module(tool: str) -> str:
     """The `python -m` module of one step script, e.g. runtime.pipeline.stylegan2.generate."""
     return f"{STEP_PACKAGE}.{tool}"
+
+
+def prepare_arguments(*, resolution: object) -> list[object]:
+    """Container arguments of the dataset step (the pipeline passes a parameter, a local run its value)."""
+    return ["--source", PROCESSING_INPUT_DATA, "--dest", PROCESSING_DATASET, "--resolution", resolution]
+
+
+def export_arguments(*, quality_samples: object) -> list[object]:
+    """Container arguments of the generate/export step: samples, ONNX export and the quality score."""
+    return [
+        *("--checkpoint", PROCESSING_MODEL, "--outdir", PROCESSING_SAMPLES),
+        *("--publish-dir", "", "--num-images", "16", "--grid", "4x4"),
+        *("--reference", PROCESSING_REFERENCE, "--extractor", PROCESSING_EXTRACTOR),
+        *("--quality-dir", PROCESSING_QUALITY, "--quality-samples", quality_samples),
+    ]
 
 
 # The training job's metric line, `[metrics] kimg=<f> loss_G=<f> ... augment_p=<f>` (metrics.format_metrics writes

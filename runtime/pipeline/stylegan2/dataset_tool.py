@@ -1,9 +1,10 @@
-"""Processing step: turn a folder or zip of images into one uint8 .npy [N, 3, R, R] plus a JSON manifest."""
+"""Processing step: turn a folder of images and zip/tar archives (or one archive) into a uint8 .npy [N, 3, R, R]."""
 
 from __future__ import annotations
 
 import argparse
 import io
+import itertools
 import json
 import logging
 import os
@@ -20,6 +21,7 @@ from numpy.lib.format import open_memmap
 from PIL import Image
 
 from ...common.errors import InputError
+from ..archives import ArchiveError, is_archive, list_members, read_members
 from .cli import configure_step_logging
 
 # Named explicitly: run as `python -m`, this module's __name__ is "__main__".
@@ -61,35 +63,50 @@ def _is_image_name(name: str) -> bool:
     return not base.startswith(".") and "__MACOSX" not in name and Path(base).suffix.lower() in IMAGE_SUFFIXES
 
 
-def list_sources(source: Path) -> list[str]:
-    """Image names (relative paths or zip members) in a stable order."""
+@dataclass(frozen=True)
+class SourceEntry:
+    """One image: a file under the source folder, or a member of an archive (`name` is what reports show)."""
+
+    name: str
+    member: str
+    archive: Path | None = None
+
+
+def list_sources(source: Path) -> list[SourceEntry]:
+    """Images of a folder (files, then the members of its zip/tar archives) or of one archive, in a stable order."""
     if not source.exists():
         raise DatasetError(f"source {source} does not exist")
     if source.is_file():
-        if not zipfile.is_zipfile(source):
-            raise DatasetError(f"source {source} is a file but not a zip archive")
-        with zipfile.ZipFile(source) as archive:
-            return sorted(
-                info.filename for info in archive.infolist() if not info.is_dir() and _is_image_name(info.filename)
-            )
-    return sorted(str(p.relative_to(source)) for p in source.rglob("*") if p.is_file() and _is_image_name(str(p)))
+        if not (is_archive(source) or zipfile.is_zipfile(source)):
+            raise DatasetError(f"source {source} is a file but not a zip or tar archive")
+        return [SourceEntry(name=m, member=m, archive=source) for m in list_members(source, _is_image_name)]
+    files = sorted(p for p in source.rglob("*") if p.is_file())
+    entries = [
+        SourceEntry(name=str(p.relative_to(source)), member=str(p.relative_to(source)))
+        for p in files
+        if _is_image_name(str(p))
+    ]
+    for archive in (p for p in files if is_archive(p)):
+        label = archive.relative_to(source)
+        members = list_members(archive, _is_image_name)
+        LOG.info(f"archive {label}: {len(members)} image files")
+        entries += [SourceEntry(name=f"{label}:{m}", member=m, archive=archive) for m in members]
+    return entries
 
 
-def iter_bytes(source: Path, names: Sequence[str]) -> Iterator[tuple[str, bytes | None]]:
-    """Yield (name, raw bytes) per image; None when the file itself cannot be read."""
-    if source.is_file():
-        with zipfile.ZipFile(source) as archive:
-            for name in names:
+def iter_bytes(source: Path, entries: Sequence[SourceEntry]) -> Iterator[tuple[str, bytes | None]]:
+    """Yield (name, raw bytes) per image; None when a plain file cannot be read (a corrupt archive raises)."""
+    for archive, group in itertools.groupby(entries, key=lambda entry: entry.archive):
+        batch = list(group)
+        if archive is None:
+            for entry in batch:
                 try:
-                    yield name, archive.read(name)
-                except (OSError, zipfile.BadZipFile, RuntimeError):
-                    yield name, None
-        return
-    for name in names:
-        try:
-            yield name, (source / name).read_bytes()
-        except OSError:
-            yield name, None
+                    yield entry.name, (source / entry.member).read_bytes()
+                except OSError:
+                    yield entry.name, None
+            continue
+        for entry, (_, data) in zip(batch, read_members(archive, [e.member for e in batch]), strict=True):
+            yield entry.name, data
 
 
 def decode(data: bytes) -> Image.Image:
@@ -132,35 +149,25 @@ class Progress:
 
 def build_dataset(*, source: Path, dest: Path, resolution: int, mirror: bool, min_size: int) -> Report:
     """Convert source into dest/images.npy + dest/manifest.json and return the report."""
-    names = list_sources(source)
-    if not names:
+    entries = list_sources(source)
+    if not entries:
         suffixes = "/".join(sorted(s.lstrip(".") for s in IMAGE_SUFFIXES))
-        raise DatasetError(f"no image files ({suffixes}) found in {source}")
-    report = Report(found=len(names))
+        raise DatasetError(f"no image files ({suffixes}) found in {source}, nor in zip/tar archives there")
+    report = Report(found=len(entries))
     copies = 2 if mirror else 1
     dest.mkdir(parents=True, exist_ok=True)
     tmp_path = dest / (IMAGES_FILE + ".tmp")
-    buffer = open_memmap(tmp_path, mode="w+", dtype=np.uint8, shape=(len(names) * copies, 3, resolution, resolution))
-    progress = Progress(total=len(names))
-    for i, (name, data) in enumerate(iter_bytes(source, names)):
-        try:
-            img = decode(data) if data is not None else None
-        except (OSError, ValueError, Image.DecompressionBombError, SyntaxError):
-            img = None
-        if img is None:
-            report.skip(name, "unreadable")
-        elif min(img.size) < min_size:
-            report.skip(name, f"too small ({img.size[0]}x{img.size[1]} < {min_size})")
-        else:
-            array = center_crop_resize(img, resolution)
-            buffer[report.written] = array
-            report.written += 1
-            if mirror:
-                buffer[report.written] = array[:, :, ::-1]
-                report.written += 1
-            report.valid += 1
-        progress.update(i + 1)
-    progress.update(len(names), force=True)
+    buffer = open_memmap(tmp_path, mode="w+", dtype=np.uint8, shape=(len(entries) * copies, 3, resolution, resolution))
+    progress = Progress(total=len(entries))
+    try:
+        for i, (name, data) in enumerate(iter_bytes(source, entries)):
+            _add(report, buffer, name, data, resolution=resolution, mirror=mirror, min_size=min_size)
+            progress.update(i + 1)
+    except ArchiveError:
+        del buffer
+        tmp_path.unlink()
+        raise
+    progress.update(len(entries), force=True)
     if report.valid == 0:
         del buffer
         tmp_path.unlink()
@@ -188,6 +195,28 @@ def build_dataset(*, source: Path, dest: Path, resolution: int, mirror: bool, mi
     return report
 
 
+def _add(
+    report: Report, buffer: np.memmap, name: str, data: bytes | None, *, resolution: int, mirror: bool, min_size: int
+) -> None:
+    """Decode one image into the next row(s) of buffer, or count it as skipped."""
+    try:
+        img = decode(data) if data is not None else None
+    except (OSError, ValueError, Image.DecompressionBombError, SyntaxError):
+        img = None
+    if img is None:
+        report.skip(name, "unreadable")
+    elif min(img.size) < min_size:
+        report.skip(name, f"too small ({img.size[0]}x{img.size[1]} < {min_size})")
+    else:
+        array = center_crop_resize(img, resolution)
+        buffer[report.written] = array
+        report.written += 1
+        if mirror:
+            buffer[report.written] = array[:, :, ::-1]
+            report.written += 1
+        report.valid += 1
+
+
 def _finalize(buffer: np.memmap, tmp_path: Path, final_path: Path, count: int) -> None:
     """Move the first `count` rows of the temporary array into the final .npy, copying in chunks if it shrank."""
     if count == buffer.shape[0]:
@@ -206,7 +235,12 @@ def _finalize(buffer: np.memmap, tmp_path: Path, final_path: Path, count: int) -
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """CLI flags (defaults follow the SageMaker processing layout)."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--source", type=Path, default=Path("/opt/ml/processing/input/data"), help="folder or .zip")
+    parser.add_argument(
+        "--source",
+        type=Path,
+        default=Path("/opt/ml/processing/input/data"),
+        help="folder (images and zip/tar archives) or one archive",
+    )
     parser.add_argument("--dest", type=Path, default=Path("/opt/ml/processing/output/dataset"))
     parser.add_argument("--resolution", type=int, default=256)
     parser.add_argument("--mirror", action="store_true", help="also write a horizontally flipped copy of each image")
@@ -225,7 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = build_dataset(
             source=args.source, dest=args.dest, resolution=args.resolution, mirror=args.mirror, min_size=args.min_size
         )
-    except DatasetError as exc:
+    except (DatasetError, ArchiveError) as exc:
         LOG.error(f"{exc}")
         return 1
     LOG.info(

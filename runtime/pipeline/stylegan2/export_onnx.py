@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -47,8 +47,10 @@ def _export_copy(generator: Generator) -> ContractGenerator:
     return ContractGenerator(model)
 
 
-def export_generator(generator: Generator, path: Path, *, kimg: float, opset: int = 17) -> Path:
-    """Write generator as ONNX to path (dynamic batch, clamped output, metadata) and return path."""
+def export_generator(
+    generator: Generator, path: Path, *, kimg: float, opset: int = 17, metadata: Mapping[str, str] | None = None
+) -> Path:
+    """Write generator as ONNX to path (dynamic batch, clamped output, metadata plus `metadata`) and return path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     wrapper = _export_copy(generator)
@@ -80,6 +82,7 @@ def export_generator(generator: Generator, path: Path, *, kimg: float, opset: in
             "kimg": f"{kimg:.3f}",
             "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "producer": "genart-on-aws stylegan2",
+            **(metadata or {}),
         },
     )
     onnx.checker.check_model(model)

@@ -1,4 +1,8 @@
-"""Generate step: sample grid + images from a checkpoint, export the EMA generator to ONNX, verify, then publish."""
+"""Generate step: sample grid + images, quality score (FID/KID) against the training set, ONNX export + verify.
+
+With --reference and --extractor it writes quality.json (the pipeline's ConditionStep reads it) and puts the
+score into the ONNX metadata; a generator whose images are not finite is scored as such and not exported.
+"""
 
 from __future__ import annotations
 
@@ -18,8 +22,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..quality.extractor import ExtractorError
+from ..quality.measure import QualityReport, measure_quality
 from .checkpoint import load_generator
 from .cli import configure_step_logging
+from .contract import DEFAULT_QUALITY_SAMPLES, QUALITY_FILE
+from .dataset_tool import IMAGES_FILE
 from .export_onnx import OnnxMismatchError, export_generator, verify_onnx
 from .networks import Generator
 
@@ -102,10 +110,40 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--truncation", type=float, default=0.7)
     parser.add_argument("--grid", type=parse_grid, default=(4, 4))
     parser.add_argument("--atol", type=float, default=1e-3, help="max |ONNX - PyTorch| accepted before publishing")
+    parser.add_argument("--reference", type=Path, default=None, help="prepared training set (images.npy) to score")
+    parser.add_argument("--extractor", type=Path, default=None, help="TorchScript feature extractor (file or folder)")
+    parser.add_argument("--quality-dir", type=Path, default=None, help="where quality.json goes (default: --outdir)")
+    parser.add_argument("--quality-samples", type=int, default=DEFAULT_QUALITY_SAMPLES, help="images per set")
+    parser.add_argument("--quality-batch", type=int, default=32)
     args = parser.parse_args(argv)
     if args.num_images < 0:
         parser.error("--num-images must be >= 0")
+    if (args.reference is None) != (args.extractor is None):
+        parser.error("--reference and --extractor go together (the score needs both)")
+    if args.quality_samples < 2 or args.quality_batch < 1:
+        parser.error("--quality-samples must be at least 2 and --quality-batch positive")
     return args
+
+
+def score(generator: Generator, args: argparse.Namespace) -> QualityReport:
+    """FID/KID of the generator (no truncation, fixed noise: what the ONNX model renders) against the training set."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = generator.to(device)
+    reference_file = args.reference / IMAGES_FILE if args.reference.is_dir() else args.reference
+    reference = np.load(reference_file, mmap_mode="r")
+    try:
+        return measure_quality(
+            render=lambda latents: model(latents, 1.0, noise_mode="const"),
+            z_dim=generator.z_dim,
+            reference=reference,
+            extractor_path=args.extractor,
+            samples=args.quality_samples,
+            seed=args.seed,
+            batch=args.quality_batch,
+            device=device,
+        )
+    finally:
+        generator.cpu()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -129,7 +167,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     for i, image in enumerate(images[: args.num_images]):
         Image.fromarray(image).save(image_dir / f"seed{args.seed:04d}-{i:05d}.png")
 
-    onnx_path = export_generator(generator, args.outdir / "generator.onnx", kimg=info["kimg"])
+    quality: QualityReport | None = None
+    if args.reference is not None:
+        try:
+            quality = score(generator, args)
+        except (ExtractorError, FileNotFoundError, ValueError) as exc:
+            LOG.error(f"quality score: {exc}")
+            return 1
+        quality_dir = args.quality_dir or args.outdir
+        quality_dir.mkdir(parents=True, exist_ok=True)
+        (quality_dir / QUALITY_FILE).write_text(json.dumps(quality.to_json(), indent=2) + "\n")
     summary: dict[str, Any] = {
         "checkpoint": str(args.checkpoint),
         "checkpoint_file": Path(info["file"]).name,
@@ -140,9 +187,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         "num_images": args.num_images,
         "grid": f"{cols}x{rows}",
         "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "onnx": {"file": onnx_path.name, "sha256": sha256(onnx_path), "verified": False},
+        "quality": quality.to_json() if quality is not None else None,
+        "onnx": None,
         "published": None,
     }
+    if quality is not None and not quality.finite:
+        (args.outdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        LOG.warning(f"{quality.note}; no ONNX export")
+        return 0
+    metadata = {} if quality is None else {"fid": f"{quality.fid:.4f}", "kid": f"{quality.kid:.6f}"}
+    if quality is not None:
+        metadata["quality_samples"] = str(quality.generated)
+    onnx_path = export_generator(generator, args.outdir / "generator.onnx", kimg=info["kimg"], metadata=metadata)
+    summary["onnx"] = {"file": onnx_path.name, "sha256": sha256(onnx_path), "verified": False}
     try:
         worst = verify_onnx(
             generator, onnx_path, latents=latents[:4], truncations=(0.0, args.truncation, 1.0), atol=args.atol

@@ -103,3 +103,24 @@ def test_a_rule_in_another_stack_targets_the_topic_without_editing_the_shared_st
     assert "System" not in text(shared_template)
     assert shared not in system.dependencies or system not in shared.dependencies
     assert system not in shared.dependencies
+
+
+def test_a_role_of_another_stack_is_granted_on_its_own_policy_only() -> None:
+    """grant_publish from a system stack must not edit the shared stack's policies (that would be a cycle)."""
+
+    def build(*, grant: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+        app = new_app()
+        shared = cdk.Stack(app, "Shared")
+        topic = OpsAlertsTopic(shared, "Alerts", display_name="ops")
+        system = cdk.Stack(app, "System")
+        role = cdk.aws_iam.Role(system, "Publisher", assumed_by=cdk.aws_iam.ServicePrincipal("lambda.amazonaws.com"))
+        if grant:
+            topic.grant_publish(role)
+        return Template.from_stack(shared).to_json(), Template.from_stack(system).to_json()
+
+    (without, _), (shared, system) = build(grant=False), build(grant=True)
+    assert shared["Resources"] == without["Resources"]
+    policy = only(system, "AWS::IAM::Policy")
+    statements = policy["PolicyDocument"]["Statement"]
+    actions = sorted(a for s in statements for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]]))
+    assert actions == ["kms:Decrypt", "kms:GenerateDataKey*", "sns:Publish"]

@@ -7,11 +7,13 @@ import tarfile
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 import torch
 from PIL import Image
 
+from runtime.pipeline.quality.extractor import tiny_extractor
 from runtime.pipeline.stylegan2 import generate
 from runtime.pipeline.stylegan2.checkpoint import CHECKPOINT_FORMAT, GENERATOR_FILE, load_generator, save_atomic
 from runtime.pipeline.stylegan2.export_onnx import OnnxMismatchError, random_generator
@@ -98,3 +100,50 @@ def test_format_1_generators_render_on_the_legacy_upsampling_path(tmp_path: Path
     assert loaded.cfg.upsample == "bilinear"
     save_atomic({"format": 2, "model_config": g.cfg.to_dict(), "nimg": 0, "G_ema": g.state_dict()}, tmp_path / "h.pt")
     assert load_generator(tmp_path / "h.pt")[0].cfg.upsample == "transposed"
+
+
+def test_scores_against_the_training_set_and_records_the_score_in_the_onnx(
+    model_dir: Path, tmp_path: Path, synthetic_dataset: Path
+) -> None:
+    extractor = tiny_extractor(tmp_path / "extractor" / "extractor.pt")
+    out, quality_dir = tmp_path / "samples", tmp_path / "quality"
+    args = [
+        "--checkpoint", str(model_dir), "--outdir", str(out), "--publish-dir", "", "--num-images", "2",
+        "--reference", str(synthetic_dataset), "--extractor", str(extractor.parent),
+        "--quality-dir", str(quality_dir), "--quality-samples", "12", "--quality-batch", "5",
+    ]  # fmt: skip
+    assert generate.main(args) == 0
+    quality = json.loads((quality_dir / "quality.json").read_text())
+    assert quality["finite"] == 1 and quality["fid"] > 0 and (quality["generated"], quality["reference"]) == (12, 12)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["quality"] == quality and summary["published"] is None
+    metadata = {p.key: p.value for p in onnx.load(str(out / "generator.onnx")).metadata_props}
+    assert float(metadata["fid"]) == pytest.approx(quality["fid"], abs=1e-4)
+    assert metadata["quality_samples"] == "12"
+
+
+def test_a_diverged_generator_is_scored_as_not_finite_and_not_exported(
+    model_dir: Path, tmp_path: Path, synthetic_dataset: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = torch.load(model_dir / GENERATOR_FILE, weights_only=True)
+    weights = state["G_ema"]
+    name = next(key for key in weights if key.endswith("weight") and "synthesis" in key)
+    weights[name] = torch.full_like(weights[name], float("nan"))
+    save_atomic(state, tmp_path / "diverged" / GENERATOR_FILE)
+    extractor = tiny_extractor(tmp_path / "extractor.pt")
+    out = tmp_path / "samples"
+    args = [
+        "--checkpoint", str(tmp_path / "diverged"), "--outdir", str(out), "--publish-dir", str(tmp_path / "pub"),
+        "--num-images", "1", "--reference", str(synthetic_dataset), "--extractor", str(extractor),
+        "--quality-samples", "4",
+    ]  # fmt: skip
+    assert generate.main(args) == 0  # the step measured; the pipeline's quality gate decides
+    quality = json.loads((out / "quality.json").read_text())
+    assert quality["finite"] == 0
+    assert not (out / "generator.onnx").exists() and not (tmp_path / "pub").exists()
+    assert "not finite" in capsys.readouterr().err
+
+
+def test_reference_and_extractor_go_together() -> None:
+    with pytest.raises(SystemExit):
+        generate.parse_args(["--reference", "data"])

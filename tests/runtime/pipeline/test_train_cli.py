@@ -54,9 +54,7 @@ def test_gpus_are_checked_against_the_visible_ones() -> None:
 def test_the_seed_hyperparameters_run_the_sagemaker_entry_point(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(entry, "DATA_DIR", tmp_path / "input" / "data")
-    monkeypatch.setattr(entry, "MODEL_DIR", tmp_path / "model")
-    monkeypatch.setattr(entry, "CHECKPOINT_DIR", tmp_path / "checkpoints")
+    environ = {"GENART_OPT_ML": str(tmp_path)}  # the container layout under tmp_path instead of /opt/ml
     monkeypatch.delenv("SM_CHANNEL_TRAIN", raising=False)
     monkeypatch.delenv("SM_MODEL_DIR", raising=False)
     write_synthetic_dataset(tmp_path / "input" / "data" / "train" / "faces")
@@ -64,7 +62,7 @@ def test_the_seed_hyperparameters_run_the_sagemaker_entry_point(
         "data": "faces", "gpus": "1", "augpipe": "bg", "gamma": "10", "cfg": "tiny", "mirror": "1",
         "snap": "10", "kimg": "0.064", "metrics": "none", "outdir": "run",
     }  # fmt: skip
-    args = [*entry.path_args({}, seed), *entry.hyperparameter_args(seed)]
+    args = [*entry.path_args(environ, seed), *entry.hyperparameter_args(seed)]
     assert train.main(args) == 0
     summary = json.loads((tmp_path / "model" / "run" / "config.json").read_text())
     options = summary["options"]

@@ -99,3 +99,15 @@ def test_the_gpus_hyperparameter_limits_the_launch_to_the_visible_gpus() -> None
     assert entry.requested_gpus({"gpus": "1"}, 0) == 0  # CPU-only container: plain python
     with pytest.raises(ValueError, match="'gpus'=9 but 8 GPU"):
         entry.requested_gpus({"gpus": "9"}, 8)
+
+
+def test_the_layout_root_moves_with_genart_opt_ml(tmp_path: Path) -> None:
+    root = tmp_path / "opt" / "ml"
+    environ = {"GENART_OPT_ML": str(root)}
+    assert entry.config_dir(environ) == root / "input" / "config"
+    assert entry.path_args(environ) == [
+        *("--data", str(root / "input" / "data" / "train")),
+        *("--outdir", str(root / "model")),
+        *("--checkpoint-dir", str(root / "checkpoints")),
+    ]
+    assert entry.config_dir({}) == Path("/opt/ml/input/config")
