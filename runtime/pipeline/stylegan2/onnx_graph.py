@@ -5,7 +5,7 @@ copies) and renders with the constant noise, like ContractGenerator, but:
 
 - each polyphase convolution of the up-sampling conv pads its own input (one ONNX Conv with asymmetric pads):
   no Pad + Slice copies, and the four phase convolutions share one NCHWc reorder of their input;
-- the blur after it is one padded depthwise Conv (no Pad);
+- the blurs (after it, and of the skip image) are padded depthwise Convs (no Pad in front);
 - the leaky ReLU's sqrt(2) gain is folded into the style multipliers of the layers that read its output;
 - toRGB is a batched MatMul with per-sample modulated [3, C] weights (no full-size style Mul, and no NCHWc
   convolution padded from 3 to 16 output channels).
@@ -84,6 +84,15 @@ def blur(x: torch.Tensor, kernel: torch.Tensor, *, pad: tuple[int, int, int, int
     return padded_conv(x, weight, pad, groups=channels)
 
 
+def upsample_image(img: torch.Tensor, kernel: torch.Tensor | None) -> torch.Tensor:
+    """networks.upsample2x of the skip image: zero insertion, then the blur as one padded Conv (no Pad)."""
+    if kernel is None:
+        return upsample2x(img, None)
+    n, c, h, w = img.shape
+    zeros = F.pad(img.reshape(n, c, h, 1, w, 1), [0, 1, 0, 0, 0, 1]).reshape(n, c, 2 * h, 2 * w)
+    return blur(zeros, kernel, pad=(2, 1, 2, 1), gain=4.0)
+
+
 class ExportSynthesis(nn.Module):
     """SynthesisNetwork.forward(ws, noise_mode='const'), in the graph form described in the module docstring."""
 
@@ -141,7 +150,7 @@ class ExportSynthesis(nn.Module):
                 x = self._layer(block.conv0, x, bws[:, 0], in_gain=SQRT2)
                 x = self._layer(block.conv1, x, bws[:, 1], in_gain=SQRT2)
             rgb = self._torgb(block.torgb, x, bws[:, block.num_ws - 1], in_gain=SQRT2)
-            img = rgb if img is None else upsample2x(img, block.kernel) + rgb
+            img = rgb if img is None else upsample_image(img, block.kernel) + rgb
         assert img is not None
         return img
 
