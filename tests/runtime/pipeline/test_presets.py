@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from runtime.pipeline.container.sagemaker_train import hyperparameter_args
 from runtime.pipeline.stylegan2.config import CFG_NAMES, auto_spec, preset, training_preset
 from runtime.pipeline.stylegan2.train import parse_args
 from runtime.pipeline.stylegan2.training_loop import Trainer
@@ -95,6 +96,15 @@ def test_docs_cfg_table_matches_the_code() -> None:
 @pytest.mark.parametrize("name", CFG_NAMES)
 def test_every_cfg_is_a_training_hyperparameter(name: str) -> None:
     assert parse_args(["--cfg", name]).cfg == name
+    # as SageMaker hands it to the container (some SDKs JSON-quote strings)
+    assert parse_args(hyperparameter_args({"cfg": f'"{name}"', "kimg": "10"})).cfg == name
+
+
+def test_an_unknown_cfg_is_refused_with_the_accepted_names() -> None:
+    with pytest.raises(SystemExit):
+        parse_args(["--cfg", "paper2048"])
+    with pytest.raises(ValueError, match="auto"):
+        preset("paper2048", resolution=256)
 
 
 def test_trainer_takes_auto_and_cifar_values(synthetic_dataset: Path, tmp_path: Path) -> None:
