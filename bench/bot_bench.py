@@ -3,12 +3,18 @@
 Each configuration runs in its own subprocess so its peak RSS (VmHWM) is its own. The worker imports only the
 bot runtime (no torch); the parent exports random-weight StyleGAN2 generators with the project's exporter.
 
-    python bench/bot_bench.py                      # transposed-conv export vs legacy bilinear export, 256/512 px
+    python bench/bot_bench.py                      # new export vs the previous one (and the two between), 256/512
+    python bench/bot_bench.py --malloc no-faults   # the same without the per-call page faults of the bot's allocator
     python bench/bot_bench.py --compare session    # tuned vs default onnxruntime session
     python bench/bot_bench.py --tiny               # seconds-long proof with 16 px generators (CI / smoke)
 
-`--compare upsample` (the default) runs both exports in interleaved rounds (the CPU is shared, so timings are
-noisy), reports the median images/s of each and their ratio, and the deterministic multiply-adds per image.
+`--compare upsample` (the default) exports four generators with the same random weights: legacy bilinear or
+StyleGAN2's transposed-conv up-sampling, each in the `current` graph (the export before the onnx_graph rewrite)
+or the `optimized` one (what the pipeline now writes). `bilinear/current` is the baseline, the export bots ran
+before; `transposed/optimized` is the new one. Each model runs in its own worker process, as in the bot, and the
+workers are called in turn (A B C D, D C B A, ...) so load from other users hits all alike. It reports median
+images/s, median process CPU seconds per image (the steadier figure on a shared machine), page faults per call,
+their ratios to the baseline, and the deterministic multiply-adds per image.
 """
 
 # Imports live inside functions on purpose: the measured worker must not load torch, and its peak RSS must be its own.
@@ -46,7 +52,30 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def export_generator(cfg: str, resolution: int, path: Path, *, upsample: str = "transposed") -> Path:
+# (label, up-sampling, export graph); the first is the baseline: the export as it was before issue 14's work.
+VARIANTS: tuple[tuple[str, str, str], ...] = (
+    ("bilinear/current", "bilinear", "current"),
+    ("bilinear/optimized", "bilinear", "optimized"),
+    ("transposed/current", "transposed", "current"),
+    ("transposed/optimized", "transposed", "optimized"),
+)
+# glibc settings of the measured workers. "deployed": as the bot's systemd unit runs (MALLOC_ARENA_MAX=2). The bot
+# disables onnxruntime's arena, so each call allocates the memory-pattern block anew; past glibc's mmap threshold
+# (at most 32 MiB) that is a fresh mmap whose pages fault in on every call. "no-faults" keeps such blocks in the
+# heap (mmap and trim thresholds raised), which isolates the graphs' compute from that per-call cost.
+MALLOC_ENVS: dict[str, dict[str, str]] = {
+    "deployed": {"MALLOC_ARENA_MAX": "2"},
+    "no-faults": {
+        "MALLOC_ARENA_MAX": "2",
+        "MALLOC_MMAP_THRESHOLD_": "4294967296",
+        "MALLOC_TRIM_THRESHOLD_": "4294967296",
+    },
+}
+
+
+def export_generator(
+    cfg: str, resolution: int, path: Path, *, upsample: str = "transposed", graph: str = "optimized"
+) -> Path:
     """Export a random-weight generator at a preset (parent process only; needs torch)."""
     if path.is_file():
         return path
@@ -56,19 +85,25 @@ def export_generator(cfg: str, resolution: int, path: Path, *, upsample: str = "
 
     from runtime.pipeline.stylegan2.config import preset
     from runtime.pipeline.stylegan2.export_onnx import export_generator as export
-    from runtime.pipeline.stylegan2.export_onnx import export_random_generator
+    from runtime.pipeline.stylegan2.export_onnx import random_generator
     from runtime.pipeline.stylegan2.networks import Generator
 
     path.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    if cfg == "tiny" and upsample == "transposed":
-        export_random_generator(path, resolution=resolution)
+    if cfg == "tiny":  # the same weights on either up-sampling path (it changes no parameter)
+        weights = random_generator(resolution=resolution)
+        generator = Generator(dataclasses.replace(weights.cfg, upsample=upsample))
+        generator.load_state_dict(weights.state_dict())
     else:
         torch.manual_seed(0)
-        generator = Generator(dataclasses.replace(preset(cfg, resolution=resolution), upsample=upsample)).eval()
-        export(generator, path, kimg=0.0)
+        generator = Generator(dataclasses.replace(preset(cfg, resolution=resolution), upsample=upsample))
+        with torch.no_grad():  # trained generators have non-zero noise strengths; the graph must not skip the adds
+            for name, param in generator.named_parameters():
+                if name.endswith("noise_strength"):
+                    param.fill_(0.1)
+    export(generator.eval(), path, kimg=0.0, graph=graph)
     print(
-        f"exported {cfg}@{resolution} -> {path} ({path.stat().st_size / 2**20:.0f} MiB, "
+        f"exported {cfg}@{resolution} {upsample}/{graph} -> {path} ({path.stat().st_size / 2**20:.0f} MiB, "
         f"{time.perf_counter() - started:.0f} s)",
         file=sys.stderr,
     )
@@ -93,78 +128,132 @@ def synthesis_gmac(cfg: str, resolution: int, upsample: str) -> float:
 
 
 def compare_upsample(args: argparse.Namespace, header: dict[str, Any]) -> list[dict[str, Any]]:
-    """Legacy bilinear export vs the transposed-conv export, interleaved rounds, medians and their ratio."""
-    variants = ("bilinear", "transposed")
+    """The four exports (up-sampling x graph) in lockstep worker processes; medians and ratios to the baseline."""
+    labels = [label for label, _, _ in VARIANTS]
+    baseline = labels[0]
     resolutions = [16] if args.tiny else [int(r) for r in args.resolutions.split(",")]
     rows: list[dict[str, Any]] = []
     print(
-        f"{'res':>4} {'batch':>5} {'upsample':>10} {'GMAC/img':>9} {'img/s med':>9} {'CPU s/img':>9} "
-        f"{'rounds img/s':>30} {'ratio':>6} {'CPU ratio':>9}"
+        f"{'res':>4} {'batch':>5} {'variant':>21} {'GMAC/img':>8} {'img/s':>7} {'CPU s/img':>9} {'faults':>7} "
+        f"{'x img/s':>7} {'x CPU':>6}"
     )
     for res in resolutions:
         cfg = "tiny" if args.tiny else f"paper{res}"
-        models = {v: export_generator(cfg, res, args.workdir / f"{cfg}-{res}-{v}.onnx", upsample=v) for v in variants}
-        gmac = {v: synthesis_gmac(cfg, res, v) for v in variants}
+        models = {
+            label: export_generator(
+                cfg, res, args.workdir / f"{cfg}-{res}-{up}-{graph}-v3.onnx", upsample=up, graph=graph
+            )
+            for label, up, graph in VARIANTS
+        }
+        gmac = {up: synthesis_gmac(cfg, res, up) for up in ("bilinear", "transposed")}
         for batch in [int(b) for b in args.batches.split(",")]:
-            measured = run_pair([models[v] for v in variants], batch=batch, rounds=args.rounds, threads=args.threads)
-            rounds = dict(zip(variants, measured["rates"], strict=True))
-            cpu = {v: statistics.median(c) for v, c in zip(variants, measured["cpu"], strict=True)}
-            medians = {v: statistics.median(rounds[v]) for v in variants}
-            ratio = medians["transposed"] / medians["bilinear"]
-            for variant in variants:
+            measured = run_lockstep(
+                [models[label] for label in labels],
+                batch=batch,
+                rounds=args.rounds,
+                threads=args.threads,
+                env=MALLOC_ENVS[args.malloc],
+            )
+            rate = {label: statistics.median(m["images_per_s"]) for label, m in zip(labels, measured, strict=True)}
+            cpu = {label: statistics.median(m["cpu_s_per_image"]) for label, m in zip(labels, measured, strict=True)}
+            for (label, up, graph), m in zip(VARIANTS, measured, strict=True):
                 row = {
                     "resolution": res,
                     "batch": batch,
-                    "upsample": variant,
-                    "gmac_per_image": round(gmac[variant], 3),
-                    "images_per_s_median": medians[variant],
-                    "images_per_s_rounds": rounds[variant],
-                    "ratio_vs_bilinear": round(medians[variant] / medians["bilinear"], 3),
-                    "cpu_s_per_image_median": cpu[variant],
-                    "cpu_ratio_bilinear_over_this": round(cpu["bilinear"] / cpu[variant], 3),
+                    "variant": label,
+                    "upsample": up,
+                    "graph": graph,
+                    "malloc": args.malloc,
+                    "gmac_per_image": round(gmac[up], 3),
+                    "images_per_s_median": rate[label],
+                    "images_per_s_rounds": m["images_per_s"],
+                    "cpu_s_per_image_median": cpu[label],
+                    "page_faults_per_call_median": statistics.median(m["faults"]),
+                    "peak_rss_mib": m["peak_rss_mib"],
+                    "ratio_images_per_s": round(rate[label] / rate[baseline], 3),
+                    "ratio_cpu": round(cpu[baseline] / cpu[label], 3),
                 }
                 rows.append(row)
-                shown = " ".join(f"{v:.3f}" for v in rounds[variant])
-                cpu_ratio = cpu["bilinear"] / cpu["transposed"]
-                extra = f"{ratio:>6.2f} {cpu_ratio:>9.2f}" if variant == "transposed" else ""
-                line = f"{res:>4} {batch:>5} {variant:>10} {gmac[variant]:>9.2f} {medians[variant]:>9.3f}"
-                print(f"{line} {cpu[variant]:>9.3f} {shown:>30} {extra}", flush=True)
+                print(
+                    f"{res:>4} {batch:>5} {label:>21} {gmac[up]:>8.2f} {rate[label]:>7.3f} {cpu[label]:>9.3f} "
+                    f"{row['page_faults_per_call_median']:>7.0f} {row['ratio_images_per_s']:>7.2f} "
+                    f"{row['ratio_cpu']:>6.2f}",
+                    flush=True,
+                )
+            same_graph = rate["transposed/optimized"] / rate["bilinear/optimized"]
+            same_cpu = cpu["bilinear/optimized"] / cpu["transposed/optimized"]
+            print(f"{'':>11} up-sampling alone (both optimized graphs): x img/s {same_graph:.2f}, x CPU {same_cpu:.2f}")
     if args.json:
         args.json.write_text(json.dumps({"header": header, "rows": rows}, indent=2))
     return rows
 
 
-def pair_worker(args: argparse.Namespace) -> dict[str, list[list[float]]]:
-    """Both models in one process, called alternately (A B, B A, ...) so load from other users hits both alike."""
+def lockstep_worker(args: argparse.Namespace) -> None:
+    """Load one model like the bot; on each stdin line run one call and print [wall s, CPU s, page faults]."""
     from runtime.bot.generator import FaceGenerator, SessionTuning, available_cores
     from runtime.bot.seeding import latents_for_seeds
 
     tuning = SessionTuning(tuned=True, intra_op_threads=args.threads or available_cores())
-    generators = [FaceGenerator(model_path=Path(p), tuning=tuning) for p in args.pair.split(",")]
+    generator = FaceGenerator(model_path=Path(args.model), tuning=tuning)
     latents = latents_for_seeds(list(range(args.batch)))
-    for generator in generators:
-        generator.generate(latents, 0.7)  # warm-up
-    rates: list[list[float]] = [[] for _ in generators]
-    cpu: list[list[float]] = [[] for _ in generators]  # process CPU seconds per image (both threads): less noisy
-    for index in range(args.iters):
-        order = list(range(len(generators)))
-        for which in order if index % 2 == 0 else order[::-1]:
-            t0, c0 = time.perf_counter(), time.process_time()
-            generators[which].generate(latents, 0.7)
-            rates[which].append(round(args.batch / (time.perf_counter() - t0), 3))
-            cpu[which].append(round((time.process_time() - c0) / args.batch, 4))
-    return {"rates": rates, "cpu": cpu}
+    generator.generate(latents, 0.7)  # warm-up: the first call plans memory
+    print("ready", flush=True)
+    for _ in sys.stdin:
+        faults0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        t0, c0 = time.perf_counter(), time.process_time()
+        generator.generate(latents, 0.7)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        print(json.dumps([wall, cpu, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults0]), flush=True)
+    print(json.dumps({"peak_rss_mib": round(peak_rss_mib(), 1)}), flush=True)
 
 
-def run_pair(models: list[Path], *, batch: int, rounds: int, threads: int) -> dict[str, list[list[float]]]:
-    """Images per second and CPU seconds per image of each model per round, from one fresh subprocess."""
-    command = [sys.executable, __file__, "--worker", "--pair", ",".join(str(m) for m in models)]
-    command += ["--batch", str(batch), "--iters", str(rounds), "--threads", str(threads)]
-    completed = subprocess.run(command, capture_output=True, text=True, check=False, cwd=REPO)
-    if completed.returncode != 0:
-        raise RuntimeError(f"worker failed: {' '.join(command)}\n{completed.stderr[-2000:]}")
-    result: dict[str, list[list[float]]] = json.loads(completed.stdout.strip().splitlines()[-1])
-    return result
+def run_lockstep(
+    models: list[Path], *, batch: int, rounds: int, threads: int, env: dict[str, str]
+) -> list[dict[str, Any]]:
+    """One worker process per model (as the bot runs one), called in turn (A B C, C B A, ...) so load hits all alike.
+
+    Returns per model: images/s and CPU seconds per image of each round, page faults per call, peak RSS.
+    """
+    command = [sys.executable, __file__, "--worker", "--lockstep", "--batch", str(batch), "--threads", str(threads)]
+    workers = [
+        subprocess.Popen(
+            [*command, "--model", str(model)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+            env={**os.environ, **env},
+        )
+        for model in models
+    ]
+    try:
+        for model, worker_process in zip(models, workers, strict=True):
+            assert worker_process.stdout is not None
+            if worker_process.stdout.readline().strip() != "ready":
+                raise RuntimeError(f"worker for {model} failed to start")
+        results: list[dict[str, Any]] = [{"images_per_s": [], "cpu_s_per_image": [], "faults": []} for _ in models]
+        for index in range(rounds):
+            order = list(range(len(workers)))
+            for which in order if index % 2 == 0 else order[::-1]:
+                stdin, stdout = workers[which].stdin, workers[which].stdout
+                assert stdin is not None and stdout is not None
+                stdin.write("run\n")
+                stdin.flush()
+                wall, cpu, faults = json.loads(stdout.readline())
+                results[which]["images_per_s"].append(round(batch / wall, 3))
+                results[which]["cpu_s_per_image"].append(round(cpu / batch, 4))
+                results[which]["faults"].append(faults)
+        for result, worker_process in zip(results, workers, strict=True):
+            stdin, stdout = worker_process.stdin, worker_process.stdout
+            assert stdin is not None and stdout is not None
+            stdin.close()
+            result.update(json.loads(stdout.readline()))
+    finally:
+        for worker_process in workers:
+            if worker_process.poll() is None and not (worker_process.stdin and worker_process.stdin.closed):
+                worker_process.kill()
+            worker_process.wait()
+    return results
 
 
 def worker(args: argparse.Namespace) -> dict[str, Any]:
@@ -284,6 +373,9 @@ def main() -> int:
     parser.add_argument("--tiny", action="store_true", help="16 px generators, few iterations (proof run)")
     parser.add_argument("--compare", choices=["upsample", "session"], default="upsample", help="what the run compares")
     parser.add_argument("--rounds", type=int, default=15, help="alternating calls per model (--compare upsample)")
+    parser.add_argument(
+        "--malloc", choices=sorted(MALLOC_ENVS), default="deployed", help="glibc settings of the workers (upsample)"
+    )
     parser.add_argument("--device", default="cpu", choices=["cpu"], help="the bot runs on CPU only")
     parser.add_argument("--resolutions", default="256,512", help="generator sizes (paper256/paper512 presets)")
     parser.add_argument("--batches", default="1,4,8", help="images per ONNX call")
@@ -294,14 +386,17 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write all results to this file")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
-    parser.add_argument("--pair", help=argparse.SUPPRESS)
+    parser.add_argument("--lockstep", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--session", default="tuned", help=argparse.SUPPRESS)
     parser.add_argument("--mode", default="raw", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
+    if args.worker and args.lockstep:
+        lockstep_worker(args)
+        return 0
     if args.worker:
-        print(json.dumps(pair_worker(args) if args.pair else worker(args)))
+        print(json.dumps(worker(args)))
         return 0
 
     header = {
@@ -310,6 +405,7 @@ def main() -> int:
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "load_average": os.getloadavg(),
     }
     if args.compare == "upsample":
         print(json.dumps(header))

@@ -1,6 +1,8 @@
 """Differentiable augmentation: the ADA pipelines (bg, bgc) with probability p, and DiffAugment as an option.
 
-Every op is a gather or an affine map of the pixels, so gradients (and R1's double backward) flow to the input.
+Every op is a gather, a convolution or an affine map of the pixels, so gradients (and R1's double backward) flow
+to the input. General geometric transforms (scaling, rotation, fractional translation) are resampled at 2x with
+an anti-aliasing filter, as in the ADA paper; pixel-exact ones (flips, 90-degree rotations, integer shifts) are not.
 """
 
 from __future__ import annotations
@@ -25,6 +27,10 @@ XFRAC_STD = 0.125
 BRIGHTNESS_STD = 0.2
 CONTRAST_STD = 0.5
 SATURATION_STD = 1.0
+# Anti-aliasing filter of the 2x supersampling: Lanczos-3 (sinc windowed by a 3x wider sinc) sampled at the 2x
+# rate, 12 taps, normalized to sum 1. Its stop band starts near the 1x Nyquist frequency.
+AA_TAPS = 12
+LANCZOS_A = 3
 
 
 def _gate(values: torch.Tensor, prob: float, neutral: float) -> torch.Tensor:
@@ -110,19 +116,93 @@ def sample_bilinear_reflect(images: torch.Tensor, src_x: torch.Tensor, src_y: to
     return out.reshape(n, c, *src_x.shape[1:])
 
 
-def apply_geometric(images: torch.Tensor, g_inv: torch.Tensor) -> torch.Tensor:
-    """Resample each image through its inverse transform (reflect padding, bilinear)."""
-    n, _, h, w = images.shape
-    ys, xs = torch.meshgrid(
-        torch.arange(h, device=images.device, dtype=torch.float32) - (h - 1) / 2,
-        torch.arange(w, device=images.device, dtype=torch.float32) - (w - 1) / 2,
-        indexing="ij",
-    )
-    grid = torch.stack([xs.flatten(), ys.flatten(), torch.ones(h * w, device=images.device)])  # [3, HW]
-    src = g_inv.float() @ grid  # [N, 3, HW]
-    src_x = (src[:, 0] + (w - 1) / 2).reshape(n, h, w)
-    src_y = (src[:, 1] + (h - 1) / 2).reshape(n, h, w)
+def _source_coords(
+    g_inv: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor, size: tuple[int, int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Input pixel coordinates of output positions xs [W'] x ys [H'] (pixel units) under g_inv: [N, H', W'] each."""
+    h, w = size
+    gy, gx = torch.meshgrid(ys - (h - 1) / 2, xs - (w - 1) / 2, indexing="ij")
+    grid = torch.stack([gx.flatten(), gy.flatten(), torch.ones_like(gx).flatten()])  # [3, H'W']
+    src = g_inv.float() @ grid  # [N, 3, H'W']
+    shape = (g_inv.shape[0], ys.shape[0], xs.shape[0])
+    return (src[:, 0] + (w - 1) / 2).reshape(shape), (src[:, 1] + (h - 1) / 2).reshape(shape)
+
+
+def apply_geometric_1x(images: torch.Tensor, g_inv: torch.Tensor) -> torch.Tensor:
+    """Resample each image through its inverse transform at its own resolution (reflect padding, bilinear).
+
+    Exact for transforms that map pixel centers onto pixel centers; aliases for the others (see supersampled).
+    """
+    _, _, h, w = images.shape
+    xs = torch.arange(w, device=images.device, dtype=torch.float32)
+    ys = torch.arange(h, device=images.device, dtype=torch.float32)
+    src_x, src_y = _source_coords(g_inv, xs, ys, (h, w))
     return sample_bilinear_reflect(images, src_x, src_y)
+
+
+def lanczos_filter(*, taps: int = AA_TAPS, a: int = LANCZOS_A) -> torch.Tensor:
+    """1-D anti-aliasing low-pass for 2x resampling: Lanczos-a at half-pixel steps, even length, sum 1."""
+    t = (torch.arange(taps, dtype=torch.float64) - (taps - 1) / 2) / 2
+    h = torch.sinc(t) * torch.sinc(t / a)
+    return (h / h.sum()).float()
+
+
+def _filter_separable(x: torch.Tensor, h: torch.Tensor, *, stride: int = 1) -> torch.Tensor:
+    """Depthwise 1-D filter h along H, then along W (no padding), keeping every stride-th output."""
+    c = x.shape[1]
+    k = h.to(device=x.device, dtype=x.dtype)
+    x = F.conv2d(x, k.reshape(1, 1, -1, 1).expand(c, 1, -1, 1), stride=(stride, 1), groups=c)
+    return F.conv2d(x, k.reshape(1, 1, 1, -1).expand(c, 1, 1, -1), stride=(1, stride), groups=c)
+
+
+def upsample2x_lowpass(images: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """2x up-sampling (zero insertion, low-pass h with gain 2 per axis); sample k sits at input position k/2 - 1/4.
+
+    The input is reflect-padded first so the borders are filtered against mirrored content, not zeros.
+    """
+    n, c, height, width = images.shape
+    taps = h.shape[0]
+    r = taps // 4 + 1  # input pixels the filter reaches beyond an edge, rounded up
+    x = F.pad(images, [r, r, r, r], mode="reflect")
+    hp, wp = height + 2 * r, width + 2 * r
+    x = F.pad(x.reshape(n, c, hp, 1, wp, 1), [0, 1, 0, 0, 0, 1]).reshape(n, c, 2 * hp, 2 * wp)
+    # Centered on zero-inserted index k - 1/2: pad taps/2 before and taps/2 - 1 after, then crop the margin.
+    x = _filter_separable(F.pad(x, [taps // 2, taps // 2 - 1, taps // 2, taps // 2 - 1]), h * 2)
+    return x[:, :, 2 * r : 2 * r + 2 * height, 2 * r : 2 * r + 2 * width]
+
+
+def apply_geometric_supersampled(images: torch.Tensor, g_inv: torch.Tensor) -> torch.Tensor:
+    """Resample at 2x: low-pass up-sample, bilinear through g_inv at twice the density, low-pass down-sample.
+
+    The output's 2x grid is extended by the down-sampling filter's reach, so its borders need no padding: every
+    sample there is the transformed image itself (reflected beyond the input's edges).
+    """
+    _, _, h, w = images.shape
+    aa = lanczos_filter()
+    up = upsample2x_lowpass(images, aa)
+    q = AA_TAPS // 2 - 1  # 2x samples the down-sampling filter reads beyond each output edge
+    # 2x sample k of the output sits at output position k/2 - 1/4; the up-sampled input's sample m at m/2 - 1/4.
+    xs = (torch.arange(-q, 2 * w + q, device=images.device, dtype=torch.float32)) / 2 - 0.25
+    ys = (torch.arange(-q, 2 * h + q, device=images.device, dtype=torch.float32)) / 2 - 0.25
+    src_x, src_y = _source_coords(g_inv, xs, ys, (h, w))
+    dense = sample_bilinear_reflect(up, 2 * src_x + 0.5, 2 * src_y + 0.5)
+    return _filter_separable(dense, aa, stride=2)
+
+
+def is_pixel_exact(g_inv: torch.Tensor) -> torch.Tensor:
+    """[N] bool: the transform maps pixel centers onto pixel centers (flips, 90-degree rotations, integer shifts)."""
+    m = g_inv[:, :2, :3]
+    return ((m - m.round()).abs() < 1e-6).all(dim=(1, 2)) & (g_inv[:, :2, :2].abs().round().sum(dim=(1, 2)) == 2)
+
+
+def apply_geometric(images: torch.Tensor, g_inv: torch.Tensor) -> torch.Tensor:
+    """Resample each image through its inverse transform: exactly at 1x where that is exact, else supersampled."""
+    out = apply_geometric_1x(images, g_inv)
+    general = (~is_pixel_exact(g_inv)).nonzero().flatten()
+    if general.numel() == 0:
+        return out
+    resampled = apply_geometric_supersampled(images[general], g_inv[general]).to(out.dtype)
+    return out.index_put((general,), resampled)
 
 
 def color_matrix(n: int, p: float, device: torch.device) -> torch.Tensor:

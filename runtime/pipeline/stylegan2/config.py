@@ -46,36 +46,98 @@ class ModelConfig:
 
 
 # z_dim stays 512 everywhere: the generator ONNX contract fixes latents to [N, 512].
+# Fixed model presets: tiny/small are this project's; the others carry the values stylegan2-ada-pytorch documents
+# for its --cfg (ADA paper, appendix D; channels at r = min(channel_base / r, 512)). `auto` depends on the resolution
+# and the GPU count, see auto_spec.
 PRESETS: dict[str, dict[str, int]] = {
     "tiny": {"w_dim": 32, "mapping_layers": 2, "channel_base": 256, "channel_max": 32, "mbstd_group": 4},
     "small": {"w_dim": 256, "mapping_layers": 4, "channel_base": 4096, "channel_max": 256, "mbstd_group": 4},
+    "stylegan2": {"w_dim": 512, "mapping_layers": 8, "channel_base": 32768, "channel_max": 512, "mbstd_group": 4},
     "paper256": {"w_dim": 512, "mapping_layers": 8, "channel_base": 16384, "channel_max": 512, "mbstd_group": 8},
     "paper512": {"w_dim": 512, "mapping_layers": 8, "channel_base": 32768, "channel_max": 512, "mbstd_group": 8},
+    "paper1024": {"w_dim": 512, "mapping_layers": 8, "channel_base": 32768, "channel_max": 512, "mbstd_group": 4},
+    "cifar": {"w_dim": 512, "mapping_layers": 2, "channel_base": 32768, "channel_max": 512, "mbstd_group": 32},
 }
+CFG_NAMES = ("auto", *PRESETS)
 
 
 @dataclass(frozen=True, kw_only=True)
 class TrainingPreset:
-    """Training values a preset carries (stylegan2-ada-pytorch cfg_specs for paper256/paper512)."""
+    """Training values a preset carries (stylegan2-ada-pytorch's documented --cfg values for the paper configs)."""
 
     batch: int
     gamma: float
-    ema_kimg: float | None  # None: batch * 10 / 32 (the ADA 'auto' rule)
+    ema_kimg: float | None  # None: batch * 10 / 32 of the batch actually used (tiny, small)
     ema_rampup: float  # 0: no ramp-up
+    lr: float = 0.0025
+    pl_weight: float = 2.0  # cifar: 0 (no path-length regularization)
+    mixing_prob: float = 0.9  # cifar: 0 (no style mixing)
 
 
 TRAINING_PRESETS: dict[str, TrainingPreset] = {
     "tiny": TrainingPreset(batch=32, gamma=1.0, ema_kimg=None, ema_rampup=0.05),
     "small": TrainingPreset(batch=32, gamma=1.0, ema_kimg=None, ema_rampup=0.05),
+    "stylegan2": TrainingPreset(batch=32, gamma=10.0, ema_kimg=10.0, ema_rampup=0.0, lr=0.002),
     "paper256": TrainingPreset(batch=64, gamma=1.0, ema_kimg=20.0, ema_rampup=0.0),
     "paper512": TrainingPreset(batch=64, gamma=0.5, ema_kimg=20.0, ema_rampup=0.0),
+    "paper1024": TrainingPreset(batch=32, gamma=2.0, ema_kimg=10.0, ema_rampup=0.0, lr=0.002),
+    "cifar": TrainingPreset(batch=64, gamma=0.01, ema_kimg=500.0, ema_rampup=0.05, pl_weight=0.0, mixing_prob=0.0),
 }
 
 
-def preset(name: str, *, resolution: int) -> ModelConfig:
-    """Build a named preset at the requested resolution."""
+@dataclass(frozen=True, kw_only=True)
+class AutoSpec:
+    """What cfg `auto` picks for a resolution and GPU count (the ADA paper's heuristics)."""
+
+    batch: int  # max(min(gpus * min(4096 / res, 32), 64), gpus)
+    mbstd_group: int  # min(batch / gpus, 4)
+    channel_base: int  # 32768 at 512 px and above, else 16384
+    lr: float  # 0.002 at 1024 px and above, else 0.0025
+    gamma: float  # 0.0002 * res^2 / batch
+    ema_kimg: float  # batch * 10 / 32
+    mapping_layers: int = 2
+    ema_rampup: float = 0.05
+
+
+def auto_spec(*, resolution: int, gpus: int = 1) -> AutoSpec:
+    """cfg `auto`: sizes and training values from the resolution and the GPU count."""
+    if gpus < 1:
+        raise ValueError(f"gpus must be at least 1, got {gpus}")
+    batch = max(min(gpus * min(4096 // resolution, 32), 64), gpus)
+    return AutoSpec(
+        batch=batch,
+        mbstd_group=min(batch // gpus, 4),
+        channel_base=32768 if resolution >= 512 else 16384,
+        lr=0.002 if resolution >= 1024 else 0.0025,
+        gamma=0.0002 * resolution**2 / batch,
+        ema_kimg=batch * 10 / 32,
+    )
+
+
+def training_preset(name: str, *, resolution: int, gpus: int = 1) -> TrainingPreset:
+    """The training values of a cfg (`auto` computes them from resolution and GPU count)."""
+    if name == "auto":
+        spec = auto_spec(resolution=resolution, gpus=gpus)
+        return TrainingPreset(
+            batch=spec.batch, gamma=spec.gamma, ema_kimg=spec.ema_kimg, ema_rampup=spec.ema_rampup, lr=spec.lr
+        )
+    if name not in TRAINING_PRESETS:
+        raise ValueError(f"unknown cfg {name!r}; choose from {sorted(CFG_NAMES)}")
+    return TRAINING_PRESETS[name]
+
+
+def preset(name: str, *, resolution: int, gpus: int = 1) -> ModelConfig:
+    """Build a named preset at the requested resolution (`auto` also depends on the GPU count)."""
+    if name == "auto":
+        spec = auto_spec(resolution=resolution, gpus=gpus)
+        return ModelConfig(
+            resolution=resolution,
+            mapping_layers=spec.mapping_layers,
+            channel_base=spec.channel_base,
+            mbstd_group=spec.mbstd_group,
+        )
     if name not in PRESETS:
-        raise ValueError(f"unknown cfg {name!r}; choose from {sorted(PRESETS)}")
+        raise ValueError(f"unknown cfg {name!r}; choose from {sorted(CFG_NAMES)}")
     values = PRESETS[name]
     return ModelConfig(
         resolution=resolution,

@@ -17,7 +17,11 @@ from torch import nn
 from ...common.errors import GenArtError
 from .config import preset
 from .networks import Generator
+from .onnx_graph import ExportGenerator
 
+# "optimized": the graph form onnxruntime runs fastest (onnx_graph.py), what the pipeline publishes;
+# "current": the graph the exporter wrote before that rewrite (ContractGenerator traced as is), for benchmarks.
+EXPORT_GRAPHS = ("optimized", "current")
 INPUT_LATENTS = "latents"
 INPUT_TRUNCATION = "truncation"
 OUTPUT_IMAGES = "images"
@@ -40,20 +44,37 @@ class ContractGenerator(nn.Module):
         return images.clamp(-1.0, 1.0)
 
 
-def _export_copy(generator: Generator) -> ContractGenerator:
+def _float_copy(generator: Generator) -> Generator:
     """A float32, CPU, contiguous, eval-mode copy so exporting never touches the caller's model."""
     model = copy.deepcopy(generator).float().cpu().eval().requires_grad_(False)
-    model = model.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
-    return ContractGenerator(model)
+    copied: Generator = model.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
+    return copied
+
+
+def _export_copy(generator: Generator) -> ContractGenerator:
+    """ContractGenerator around a float copy (the reference the ONNX file is verified against)."""
+    return ContractGenerator(_float_copy(generator))
 
 
 def export_generator(
-    generator: Generator, path: Path, *, kimg: float, opset: int = 17, metadata: Mapping[str, str] | None = None
+    generator: Generator,
+    path: Path,
+    *,
+    kimg: float,
+    opset: int = 17,
+    metadata: Mapping[str, str] | None = None,
+    graph: str = "optimized",
 ) -> Path:
-    """Write generator as ONNX to path (dynamic batch, clamped output, metadata plus `metadata`) and return path."""
+    """Write generator as ONNX to path (dynamic batch, clamped output, metadata plus `metadata`) and return path.
+
+    graph "optimized" (the default, what the pipeline publishes) writes onnx_graph.ExportGenerator; "current"
+    traces ContractGenerator as the exporter did before that rewrite (kept so benchmarks can rebuild it).
+    """
+    if graph not in EXPORT_GRAPHS:
+        raise ValueError(f"graph must be one of {EXPORT_GRAPHS}, got {graph!r}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    wrapper = _export_copy(generator)
+    wrapper: nn.Module = _export_copy(generator) if graph == "current" else ExportGenerator(_float_copy(generator))
     example = (torch.randn(2, generator.z_dim), torch.ones(1))
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter is deprecated but is what runs everywhere

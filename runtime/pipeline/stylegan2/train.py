@@ -17,7 +17,7 @@ import torch
 
 from .augment import AUGPIPES
 from .cli import configure_step_logging, env_path, str2bool
-from .config import PRESETS
+from .config import CFG_NAMES
 from .dataset import ImageDataset
 from .distributed import init_distributed, shutdown
 from .training_loop import Trainer, TrainOptions, log
@@ -50,13 +50,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--kimg", type=float, default=1000.0, help="training length in thousands of real images shown")
     parser.add_argument("--batch", type=int, default=None, help="total batch over all GPUs (default: the cfg's)")
     parser.add_argument("--gamma", type=float, default=None, help="R1 weight (default: the cfg's)")
-    parser.add_argument("--lr", type=float, default=0.0025)
+    parser.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: the cfg's)")
     parser.add_argument("--resolution", type=int, default=None, help="default: the dataset's")
     parser.add_argument("--mirror", type=str2bool, default=False, help="random left-right flips of real images")
     parser.add_argument("--snap", type=int, default=None, help="checkpoint every SNAP ticks (a tick is --tick-kimg)")
     parser.add_argument("--snapshot-kimg", type=float, default=None, help="checkpoint interval in kimg (default 50)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--cfg", choices=sorted(PRESETS), default="paper256")
+    parser.add_argument(
+        "--cfg",
+        choices=CFG_NAMES,
+        default="paper256",
+        help="auto, stylegan2, paper256, paper512, paper1024, cifar, ...",
+    )
     parser.add_argument("--gpus", type=int, default=None, help="GPUs to use; must not exceed the visible ones")
     parser.add_argument("--metrics", default="none", help="only 'none': FID/KID are computed by the evaluate step")
     parser.add_argument("--augpipe", choices=AUGPIPES, default="bgc", help="ADA pipeline, noaug, or diffaugment")

@@ -15,7 +15,7 @@ import torch
 
 from . import checkpoint
 from .augment import ada_adjust, ada_augment, diff_augment
-from .config import TRAINING_PRESETS, ModelConfig, preset
+from .config import CFG_NAMES, ModelConfig, preset, training_preset
 from .dataset import ImageDataset
 from .distributed import DistEnv, any_rank, average_, average_gradients, check_in_sync, gather
 from .loss import discriminator_loss, generator_loss, path_length_penalty, r1_penalty
@@ -35,7 +35,7 @@ class TrainOptions:
     kimg: float = 1000.0
     batch: int | None = None  # None: the preset's (64 for paper256/paper512)
     gamma: float | None = None  # None: the preset's R1 weight (paper256 1, paper512 0.5)
-    lr: float = 0.0025
+    lr: float | None = None  # None: the preset's (0.002 for stylegan2/paper1024 and auto at 1024 px, else 0.0025)
     resolution: int = 256
     mirror: bool = False
     snapshot_kimg: float = 50.0
@@ -53,11 +53,11 @@ class TrainOptions:
     channels_last: bool = False
     tick_kimg: float = 4.0
     r1_interval: int = 16
-    pl_weight: float = 2.0
+    pl_weight: float | None = None  # None: the preset's (2; cifar 0)
     pl_interval: int = 4
     pl_decay: float = 0.01
     pl_batch_shrink: int = 2
-    mixing_prob: float = 0.9
+    mixing_prob: float | None = None  # None: the preset's (0.9; cifar 0)
     ema_kimg: float | None = None  # None: the preset's (paper: 20; tiny/small: batch * 10 / 32)
     ema_rampup: float | None = None  # None: the preset's (paper: 0, no ramp-up; tiny/small: 0.05)
     keep_checkpoints: int = 2
@@ -96,9 +96,13 @@ class Trainer:
         self.opts = options
         self.env = env or DistEnv()
         device = self.env.device
-        if options.cfg not in TRAINING_PRESETS:
-            raise ValueError(f"unknown cfg {options.cfg!r}; choose from {sorted(TRAINING_PRESETS)}")
-        defaults = TRAINING_PRESETS[options.cfg]
+        if options.cfg not in CFG_NAMES:
+            raise ValueError(f"unknown cfg {options.cfg!r}; choose from {sorted(CFG_NAMES)}")
+        gpus = self.env.world_size
+        defaults = training_preset(options.cfg, resolution=options.resolution, gpus=gpus)
+        self.lr = defaults.lr if options.lr is None else options.lr
+        self.pl_weight = defaults.pl_weight if options.pl_weight is None else options.pl_weight
+        self.mixing_prob = defaults.mixing_prob if options.mixing_prob is None else options.mixing_prob
         self.batch = defaults.batch if options.batch is None else options.batch
         self.gamma = defaults.gamma if options.gamma is None else options.gamma
         self.ema_kimg = options.ema_kimg if options.ema_kimg is not None else defaults.ema_kimg
@@ -114,7 +118,7 @@ class Trainer:
                 f"dataset in {self.dataset.directory} is {self.dataset.resolution}px but --resolution is "
                 f"{options.resolution}; rebuild it with dataset_tool --resolution {options.resolution}"
             )
-        self.cfg: ModelConfig = preset(options.cfg, resolution=options.resolution)
+        self.cfg: ModelConfig = preset(options.cfg, resolution=options.resolution, gpus=gpus)
         self.use_bf16 = options.bf16 and device.type == "cuda"
 
         torch.manual_seed(options.seed)  # identical initial weights on every rank
@@ -126,7 +130,7 @@ class Trainer:
                 module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         # Lazy regularization: a regularizer applied every k steps gets its own optimizer step, so the main
         # steps run at lr * k / (k + 1) and betas ** (k / (k + 1)) (StyleGAN2, appendix B).
-        self.opt_G = self._adam(self.G, interval=options.pl_interval if options.pl_weight > 0 else 0)
+        self.opt_G = self._adam(self.G, interval=options.pl_interval if self.pl_weight > 0 else 0)
         self.opt_D = self._adam(self.D, interval=options.r1_interval if self.gamma > 0 else 0)
         self.pl_mean = torch.zeros((), device=device)
         self.augment_p = options.augment_p if self.augpipe in ("bg", "bgc") else 0.0
@@ -149,7 +153,7 @@ class Trainer:
 
     def _adam(self, module: torch.nn.Module, *, interval: int) -> torch.optim.Adam:
         ratio = interval / (interval + 1) if interval > 0 else 1.0
-        lr, betas = self.opts.lr * ratio, (0.0**ratio, 0.99**ratio)
+        lr, betas = self.lr * ratio, (0.0**ratio, 0.99**ratio)
         fused = self.env.device.type == "cuda"
         return torch.optim.Adam(module.parameters(), lr=lr, betas=betas, eps=1e-8, fused=fused)
 
@@ -303,14 +307,14 @@ class Trainer:
     def train_step(self) -> dict[str, torch.Tensor]:
         """G main, G path-length (every pl_interval), D main, D R1 (every r1_interval), ADA update; returns losses."""
         opts = self.opts
-        do_pl = opts.pl_weight > 0 and self.step % opts.pl_interval == 0
+        do_pl = self.pl_weight > 0 and self.step % opts.pl_interval == 0
         do_r1 = self.gamma > 0 and self.step % opts.r1_interval == 0
         losses: dict[str, torch.Tensor] = {}
 
         # G main: non-saturating loss through a frozen discriminator.
         self.D.requires_grad_(False)
         with self._autocast():
-            ws = self.G.styles(self._latents(self.batch_gpu), mixing_prob=opts.mixing_prob, update_w_avg=True)
+            ws = self.G.styles(self._latents(self.batch_gpu), mixing_prob=self.mixing_prob, update_w_avg=True)
             loss_g = generator_loss(self.run_D(self.synthesis_main(ws)))
         self._optimize(self.opt_G, self.G, loss_g)
         average_(self.G.mapping.w_avg, self.env)
@@ -320,17 +324,17 @@ class Trainer:
         if do_pl:
             with self._autocast():
                 count = max(1, self.batch_gpu // opts.pl_batch_shrink)
-                ws = self.G.styles(self._latents(count), mixing_prob=opts.mixing_prob)
+                ws = self.G.styles(self._latents(count), mixing_prob=self.mixing_prob)
                 penalty, new_mean = path_length_penalty(self.G.synthesis(ws), ws, self.pl_mean, decay=opts.pl_decay)
             self.pl_mean.copy_(new_mean)
             average_(self.pl_mean, self.env)
-            self._optimize(self.opt_G, self.G, penalty.mean() * (opts.pl_weight * opts.pl_interval))
+            self._optimize(self.opt_G, self.G, penalty.mean() * (self.pl_weight * opts.pl_interval))
             losses["pl"] = penalty.mean().detach()
         self.D.requires_grad_(True)
 
         # D main: logistic loss on augmented fakes and reals.
         with torch.no_grad(), self._autocast():
-            fakes = self.synthesis_main(self.G.styles(self._latents(self.batch_gpu), mixing_prob=opts.mixing_prob))
+            fakes = self.synthesis_main(self.G.styles(self._latents(self.batch_gpu), mixing_prob=self.mixing_prob))
         reals = self._next_reals()
         with self._autocast():
             real_logits = self.run_D(reals)

@@ -1,7 +1,9 @@
-"""Augmentation: DiffAugment ops, the ADA pipelines (exact integer ops, differentiable for R1) and ADA's p."""
+"""Augmentation: DiffAugment ops, the ADA pipelines (exact integer ops, supersampled general ones, differentiable
+for R1) and ADA's p."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,8 @@ from runtime.pipeline.stylegan2.augment import (
     ada_augment,
     apply_color,
     apply_geometric,
+    apply_geometric_1x,
+    apply_geometric_supersampled,
     color_matrix,
     cutout,
     diff_augment,
@@ -77,6 +81,83 @@ def test_integer_transforms_are_exact() -> None:
     shift = torch.tensor([[1.0, 0.0, 2.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]).repeat(2, 1, 1)
     shifted = apply_geometric(x, shift)  # output(c) = input(c + 2), reflected at the border
     assert torch.equal(shifted[..., :6], x[..., 2:]) and torch.equal(shifted[..., 6], x[..., 6])
+
+
+def _rotation(degrees: float) -> torch.Tensor:
+    t = math.radians(degrees)
+    return torch.tensor([[math.cos(t), -math.sin(t), 0.0], [math.sin(t), math.cos(t), 0.0], [0.0, 0.0, 1.0]])[None]
+
+
+def _alias_fraction(image: torch.Tensor, frequency: tuple[float, float]) -> float:
+    """Share of the (Hann-windowed) spectrum's energy away from +-frequency (cycles per pixel)."""
+    size = image.shape[-1]
+    window = torch.hann_window(size, periodic=False, dtype=torch.float64)
+    power = torch.fft.fft2(image.double() * window[:, None] * window[None]).abs().square()
+    fy, fx = torch.meshgrid(torch.fft.fftfreq(size), torch.fft.fftfreq(size), indexing="ij")
+    near = torch.zeros_like(power, dtype=torch.bool)
+    for sign in (1, -1):
+        near |= ((fx - sign * frequency[0]).abs() < 0.06) & ((fy - sign * frequency[1]).abs() < 0.06)
+    return float(power[~near].sum() / power.sum())
+
+
+def test_supersampling_reduces_aliasing_of_a_rotated_high_frequency_pattern() -> None:
+    # cos(2 pi f x) rotated by 30 degrees is still below Nyquist: ideally the output holds +-f' only.
+    size, f, degrees = 64, 0.42, 30.0
+    coords = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
+    yy, xx = torch.meshgrid(coords, coords, indexing="ij")
+    pattern = torch.cos(2 * math.pi * f * xx)[None, None].repeat(1, 3, 1, 1)
+    t = math.radians(degrees)
+    rotated_frequency = (f * math.cos(t), -f * math.sin(t))  # output(c) = input(R c)
+    crop = slice(12, -12)  # away from the reflected borders
+    plain = _alias_fraction(apply_geometric_1x(pattern, _rotation(degrees))[0, 0, crop, crop], rotated_frequency)
+    supersampled = apply_geometric_supersampled(pattern, _rotation(degrees))[0, 0, crop, crop]
+    aa = _alias_fraction(supersampled, rotated_frequency)
+    assert plain > 0.15  # bilinear at 1x folds much of the pattern onto other frequencies
+    assert aa < 0.05 and aa < plain / 4
+    ideal = torch.cos(2 * math.pi * (rotated_frequency[0] * xx + rotated_frequency[1] * yy))[crop, crop]
+    assert (supersampled - ideal).abs().mean() < (
+        apply_geometric_1x(pattern, _rotation(degrees))[0, 0, crop, crop] - ideal
+    ).abs().mean()
+
+
+def test_supersampled_resampling_is_aligned_with_the_pixel_grid() -> None:
+    # A low-frequency pattern survives the 2x round trip; a half-pixel shift lands where the closed form says.
+    size = 48
+    xx = torch.arange(size, dtype=torch.float32)[None].expand(size, -1)
+    pattern = torch.cos(2 * math.pi * 0.05 * xx + 0.3)[None, None].repeat(2, 3, 1, 1)
+    identity = torch.eye(3)[None].repeat(2, 1, 1)
+    inner = slice(8, -8)
+    torch.testing.assert_close(
+        apply_geometric_supersampled(pattern, identity)[..., inner, inner],
+        pattern[..., inner, inner],
+        atol=1e-3,
+        rtol=0,
+    )
+    shift = torch.tensor([[1.0, 0.0, 0.5], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])[None].repeat(2, 1, 1)
+    expected = torch.cos(2 * math.pi * 0.05 * (xx + 0.5) + 0.3)
+    torch.testing.assert_close(
+        apply_geometric_supersampled(pattern, shift)[0, 0, inner, inner], expected[inner, inner], atol=1e-3, rtol=0
+    )
+
+
+def test_only_general_transforms_take_the_supersampled_path() -> None:
+    torch.manual_seed(2)
+    x = torch.randn(3, 3, 16, 16)
+    g_inv = torch.cat([torch.eye(3)[None], _rotation(90.0).round(), _rotation(17.0)])
+    out = apply_geometric(x, g_inv)
+    assert torch.equal(out[0], x[0])  # an un-augmented sample is left exactly as it was
+    assert torch.equal(out[1], apply_geometric_1x(x[1:2], g_inv[1:2])[0])
+    torch.testing.assert_close(out[2], apply_geometric_supersampled(x[2:], g_inv[2:])[0])
+    assert not torch.allclose(out[2], apply_geometric_1x(x[2:], g_inv[2:])[0], atol=1e-3)
+
+
+def test_supersampled_path_carries_r1_double_backward() -> None:
+    x = torch.randn(2, 3, 16, 16, requires_grad=True)
+    d = torch.nn.Conv2d(3, 1, 3)
+    y = apply_geometric(x, torch.cat([_rotation(33.0), _rotation(-70.0)]))
+    (grad,) = torch.autograd.grad(d(y).sum(), x, create_graph=True)
+    grad.square().sum().backward()
+    assert d.weight.grad is not None and d.weight.grad.abs().sum() > 0
 
 
 def test_color_transforms_keep_gray_on_the_luma_axis_for_hue_and_saturation() -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -11,7 +13,8 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from runtime.pipeline.stylegan2.export_onnx import OnnxMismatchError, random_generator, verify_onnx
+from runtime.pipeline.stylegan2.export_onnx import OnnxMismatchError, export_generator, random_generator, verify_onnx
+from runtime.pipeline.stylegan2.networks import Generator
 
 
 def _run(path: Path, latents: np.ndarray, psi: float) -> np.ndarray:
@@ -71,3 +74,46 @@ def test_verify_rejects_a_different_generator(tiny_generator_onnx: Path) -> None
     other = random_generator(resolution=16, seed=1)
     with pytest.raises(OnnxMismatchError, match="differs"):
         verify_onnx(other, tiny_generator_onnx, latents=torch.randn(2, 512))
+
+
+def _export(tmp_path: Path, name: str, *, upsample: str = "transposed", graph: str = "optimized") -> tuple[Path, Any]:
+    weights = random_generator(resolution=16, seed=3)
+    generator = Generator(dataclasses.replace(weights.cfg, upsample=upsample))
+    generator.load_state_dict(weights.state_dict())
+    return export_generator(generator.eval(), tmp_path / name, kimg=1.0, graph=graph), generator
+
+
+@pytest.mark.parametrize("upsample", ["transposed", "bilinear"])
+def test_optimized_graph_renders_what_the_generator_renders(tmp_path: Path, upsample: str) -> None:
+    path, generator = _export(tmp_path, f"{upsample}.onnx", upsample=upsample)
+    latents = torch.randn(3, 512)  # batch > 1: every per-sample style and demodulation stays per sample
+    assert verify_onnx(generator, path, latents=latents, truncations=(0.0, 0.7, 1.0), atol=1e-4) < 1e-4
+
+
+def _producers(model: onnx.ModelProto) -> dict[str, onnx.NodeProto]:
+    return {output: node for node in model.graph.node for output in node.output}
+
+
+def test_optimized_graph_has_no_copies_in_front_of_its_convolutions(tmp_path: Path) -> None:
+    optimized = onnx.load(str(_export(tmp_path, "optimized.onnx")[0]))
+    current = onnx.load(str(_export(tmp_path, "current.onnx", graph="current")[0]))
+
+    def conv_inputs(model: onnx.ModelProto) -> list[str]:
+        producers = _producers(model)
+        return [
+            producers[n.input[0]].op_type for n in model.graph.node if n.op_type == "Conv" and n.input[0] in producers
+        ]
+
+    assert {"Pad", "Slice"} & set(conv_inputs(current))  # the graph the benchmark's baseline keeps
+    assert not {"Pad", "Slice"} & set(conv_inputs(optimized))
+    pads = [list(a.ints) for n in optimized.graph.node if n.op_type == "Conv" for a in n.attribute if a.name == "pads"]
+    assert [1, 0, 1, 1] in pads and [0, 0, 1, 1] in pads  # phase convs pad their own input, asymmetrically
+    # toRGB: one MatMul per block; no full-size Mul by the lrelu gain sqrt(2) anywhere
+    assert sum(n.op_type == "MatMul" for n in optimized.graph.node) >= 3
+    ops = {n.op_type for n in optimized.graph.node}
+    assert "ConvTranspose" not in ops and "Resize" not in ops
+
+
+def test_export_rejects_an_unknown_graph(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="graph must be one of"):
+        export_generator(random_generator(resolution=8), tmp_path / "x.onnx", kimg=0.0, graph="fast")
