@@ -12,6 +12,7 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from infra.components.endpoint_metrics import endpoint_metric
+from infra.components.gpu_hosts import INFERENCE_AMI_DRIVERS, InferenceAmiVersion
 
 # The service-linked role Application Auto Scaling creates on first use for SageMaker variants.
 SCALING_ROLE_PATH = (
@@ -32,12 +33,20 @@ class EndpointCapacity:
     target_invocations_per_instance: int = 8
     # Asynchronous: queued requests per instance before another instance is added.
     target_backlog_per_instance: int = 2
+    # The variant's InferenceAmiVersion, which fixes the host's NVIDIA driver (infra/components/gpu_hosts.py); every
+    # GPU variant sets one so its image's CUDA build runs there (tests/test_gpu_pairing.py). None: SageMaker's default.
+    inference_ami_version: InferenceAmiVersion | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.min_instances <= self.max_instances or self.max_instances < 1:
             raise ValueError(
                 f"EndpointCapacity: need 0 <= min_instances <= max_instances and max_instances >= 1, "
                 f"got min_instances={self.min_instances}, max_instances={self.max_instances}"
+            )
+        if self.inference_ami_version is not None and self.inference_ami_version not in INFERENCE_AMI_DRIVERS:
+            raise ValueError(
+                f"EndpointCapacity.inference_ami_version: unknown GPU AMI version {self.inference_ami_version!r}; "
+                f"known: {sorted(INFERENCE_AMI_DRIVERS)}"
             )
 
 

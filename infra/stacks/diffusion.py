@@ -103,6 +103,7 @@ class DiffusionStack(Stack):
                 max_instances=config.max_instances,
                 target_invocations_per_instance=config.target_invocations_per_instance,
                 target_backlog_per_instance=config.target_backlog_per_instance,
+                inference_ami_version=config.inference_ami_version,
             ),
             environment=container_environment(
                 outputs_bucket_name=outputs_bucket.bucket_name,
