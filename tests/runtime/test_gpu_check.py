@@ -68,7 +68,8 @@ def test_a_usable_gpu_or_no_gpu_at_all_passes(fake_gpu_host, tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize(
-    ("value", "present"), [("all", True), ("0,1", True), ("GPU-1234", True), ("void", False), ("none", False), ("", False)]
+    ("value", "present"),
+    [("all", True), ("0,1", True), ("GPU-1234", True), ("void", False), ("none", False), ("", False)],
 )
 def test_nvidia_visible_devices_counts_unless_void_none_or_empty(tmp_path: Path, value: str, present: bool) -> None:
     assert gpu_present(environ={"NVIDIA_VISIBLE_DEVICES": value}, dev_dir=tmp_path) is present
@@ -86,7 +87,9 @@ def test_driver_version_is_read_from_proc_and_absent_is_named(tmp_path: Path) ->
     assert driver_version(version) is None
     version.write_text(DRIVER_470)
     assert driver_version(version) == "470.256.02"
-    with pytest.raises(GpuUnusableError, match=r"driver unknown \(.*missing absent\); torch 2.13.0\+cpu is a CPU-only build"):
+    with pytest.raises(
+        GpuUnusableError, match=r"driver unknown \(.*missing absent\); torch 2.13.0\+cpu is a CPU-only build"
+    ):
         check_gpu_usable(
             requested_device="auto",
             environ={"NVIDIA_VISIBLE_DEVICES": "all"},
@@ -104,6 +107,7 @@ def test_serve_exits_non_zero_at_start_on_an_unusable_gpu(monkeypatch, capsys) -
     monkeypatch.setenv("NVIDIA_VISIBLE_DEVICES", "all")  # the CPU build of torch here cannot use it
     monkeypatch.delenv("GENART_DEVICE", raising=False)
     monkeypatch.setenv("GENART_COMPILE", "0")
+    monkeypatch.setattr("uvicorn.Server.run", lambda _self: pytest.fail("serve must not start"))
     assert serve.main(["--tiny-random"]) == 4
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("serve: GPU present but torch cannot use it")
