@@ -426,7 +426,7 @@ def test_notify_function_runtime_handler_environment_role_and_logs(stack: Synthe
     template = stack.json
     function_id, function = only(template, "AWS::Lambda::Function")
     props = function["Properties"]
-    assert props["Runtime"] == "python3.13"  # the runtime the handler is tested with
+    assert props["Runtime"] == "python3.11"  # the one Python the tests, images and bot host run (docs/decisions.md)
     assert props["Architectures"] == ["arm64"]
     assert props["Handler"] == "runtime.lambdas.notify.handler.handler"
     assert callable(notify_handler.handler)
