@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
 
-PYTHON ?= python3
+PYTHON ?= python3.11
 ENV ?= dev
 VENV := .venv
 PY := $(VENV)/bin/python

@@ -86,3 +86,33 @@ def test_lock_installs_require_hashes() -> None:
         assert re.search(r"pip install .*--require-hashes --no-deps .*-r /tmp/requirements\.txt", text), dockerfile
     user_data = Path(REPO_ROOT / "infra" / "stacks" / "bot_user_data.py").read_text()
     assert "--require-hashes --no-deps -r" in user_data
+
+
+def test_image_size_estimate_sums_the_platform_wheel_of_each_package() -> None:
+    from scripts.image_sizes import wheel_sizes
+
+    pylock = {
+        "packages": [
+            {"name": "torch", "wheels": [{"name": "torch-2.13.0-cp311-manylinux_2_28_x86_64.whl", "size": 500}]},
+            {"name": "numpy", "wheels": [{"name": "numpy-2.4.6-cp311-manylinux_2_28_x86_64.whl", "size": 20}]},
+        ]
+    }
+    assert wheel_sizes(pylock) == {"torch": 500, "numpy": 20}
+    with pytest.raises(ValueError, match="sdist-only: no wheel"):
+        wheel_sizes({"packages": [{"name": "sdist-only", "sdist": {"size": 1}}]})
+
+
+def test_one_python_for_tests_images_lambdas_and_the_bot_host() -> None:
+    import tomllib
+
+    assert {lock.python for lock in LOCKS} == {"3.11"}
+    assert re.search(r'python-version: "3\.11"', (REPO_ROOT / ".github" / "workflows" / "ci.yml").read_text())
+    assert re.search(r"^PYTHON \?= python3\.11$", (REPO_ROOT / "Makefile").read_text(), re.MULTILINE)
+    pyproject = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+    assert pyproject["tool"]["mypy"]["python_version"] == "3.11"
+    for dockerfile in ("endpoint/Dockerfile", "pipeline/Dockerfile"):
+        base = re.search(r"^FROM (\S+)", (REPO_ROOT / "runtime" / dockerfile).read_text(), re.MULTILINE)
+        assert base and base.group(1).startswith("python:3.11-"), dockerfile
+    user_data = (REPO_ROOT / "infra" / "stacks" / "bot_user_data.py").read_text()
+    assert "dnf install -y amazon-cloudwatch-agent python3.11 python3.11-pip" in user_data
+    assert "Runtime.PYTHON_3_11" in (REPO_ROOT / "infra" / "stacks" / "pipeline_notifications.py").read_text()
