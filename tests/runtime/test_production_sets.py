@@ -88,7 +88,8 @@ def test_endpoint_lock_in_cpu_mode_serves_ping_and_one_request(tmp_path: Path) -
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=tmp_path,
-        env=_run_env(GENART_COMPILE="0"),
+        # The tiny pipeline's sizes (tests/runtime/endpoint/conftest.py): any size, warmed at 64 px.
+        env=_run_env(GENART_COMPILE="0", GENART_SIZES="any", GENART_WARMUP_SIZES="64", GENART_WARMUP_STEPS="1"),
     )
     base = f"http://127.0.0.1:{port}"
     try:
