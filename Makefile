@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
 
-PYTHON ?= python3
+PYTHON ?= python3.11
 ENV ?= dev
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -15,7 +15,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 18,20
 export CDK_DISABLE_CLI_TELEMETRY := true
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help venv node synth ls diff diff-readonly doctor destroy deploy test test-fast lint typecheck unit serve-local local-pipeline cartoonize-local clean
+.PHONY: help venv node lock synth ls diff diff-readonly doctor destroy deploy test test-fast lint typecheck unit serve-local local-pipeline cartoonize-local clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -33,6 +33,9 @@ node_modules/.installed: package.json package-lock.json
 venv: $(VENV)/.installed  ## Create .venv with the pinned Python dependencies
 
 node: node_modules/.installed  ## Install the pinned aws-cdk CLI into node_modules
+
+lock: venv  ## Regenerate every runtime's lock with hashes (locks.toml -> runtime/*/requirements.txt; uv, needs PyPI)
+	$(PY) scripts/locks.py
 
 synth: venv node  ## Synthesize every stack into cdk.out/ (no AWS credentials needed)
 	$(CDK) synth --quiet $(CDK_FLAGS)

@@ -13,6 +13,7 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 
 from infra.model_sources import DEFAULT_SOURCE as DEFAULT_MODEL_SOURCE
 from infra.model_sources import SOURCES as MODEL_SOURCES
+from infra.components.gpu_hosts import GPU_INFERENCE_AMI_VERSION, InferenceAmiVersion
 from runtime.bot import contract as bot_contract
 from runtime.cartoonizer import contract as cartoonizer_contract
 
@@ -183,6 +184,8 @@ class DiffusionConfig(_Settings, frozen=True):
     # "async" scales to zero and wakes on backlog; "realtime" keeps min_instances >= 1 warm.
     mode: Literal["async", "realtime"] = "async"
     instance_type: SageMakerInstanceType = "ml.g5.xlarge"
+    # The host AMI, which fixes the NVIDIA driver; the image's torch is a CUDA 13.0 build (driver >= 580).
+    inference_ami_version: InferenceAmiVersion = GPU_INFERENCE_AMI_VERSION
     min_instances: int = 0
     max_instances: Annotated[int, Field(ge=1, le=20)] = 1
     model_name: Annotated[str, _matches(r"[a-z0-9][a-z0-9-]{0,62}", "must be lowercase letters, digits and dashes")] = (

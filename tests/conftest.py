@@ -7,7 +7,12 @@ from pathlib import Path
 import pytest
 
 # Fast tests outside tests/infra/components and tests/runtime that never synthesize the app.
-_UNIT = ("tests/infra/test_config.py", "tests/infra/test_doctor.py", "tests/test_gpu_suite.py")
+_UNIT = (
+    "tests/infra/test_config.py",
+    "tests/infra/test_doctor.py",
+    "tests/test_gpu_suite.py",
+    "tests/test_locks.py",
+)
 _TIERS = (
     *((path, "unit") for path in _UNIT),
     ("tests/infra/components/", "components"),

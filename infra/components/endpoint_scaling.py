@@ -13,6 +13,7 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from infra.components.endpoint_metrics import endpoint_metric
+from infra.components.gpu_hosts import INFERENCE_AMI_DRIVERS, InferenceAmiVersion
 
 # The service-linked role Application Auto Scaling creates on first use for SageMaker variants.
 SCALING_ROLE_PATH = (
@@ -36,6 +37,9 @@ class EndpointCapacity:
     # Asynchronous: minutes with nothing queued or in flight before the variant drops to min_instances;
     # None leaves scale-in to target tracking alone (about 15 minutes below target).
     idle_scale_in_minutes: int | None = None
+    # The variant's InferenceAmiVersion, which fixes the host's NVIDIA driver (infra/components/gpu_hosts.py); every
+    # GPU variant sets one so its image's CUDA build runs there (tests/test_gpu_pairing.py). None: SageMaker's default.
+    inference_ami_version: InferenceAmiVersion | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.min_instances <= self.max_instances or self.max_instances < 1:
@@ -45,6 +49,11 @@ class EndpointCapacity:
             )
         if self.idle_scale_in_minutes is not None and self.idle_scale_in_minutes < 1:
             raise ValueError(f"EndpointCapacity.idle_scale_in_minutes: at least 1, got {self.idle_scale_in_minutes}")
+        if self.inference_ami_version is not None and self.inference_ami_version not in INFERENCE_AMI_DRIVERS:
+            raise ValueError(
+                f"EndpointCapacity.inference_ami_version: unknown GPU AMI version {self.inference_ami_version!r}; "
+                f"known: {sorted(INFERENCE_AMI_DRIVERS)}"
+            )
 
 
 class EndpointScaling(Construct):

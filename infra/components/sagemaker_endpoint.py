@@ -157,6 +157,7 @@ class SageMakerEndpoint(Construct):
                     initial_variant_weight=1,
                     container_startup_health_check_timeout_in_seconds=startup_timeout_seconds,
                     model_data_download_timeout_in_seconds=download_timeout_seconds,
+                    inference_ami_version=capacity.inference_ami_version,
                 )
             ],
             async_inference_config=async_config,

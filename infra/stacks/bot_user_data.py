@@ -152,9 +152,10 @@ def bot_user_data(
         # package, so the bot runs as `python -m runtime.bot` with its shared modules beside it.
         f"python3.11 -m zipfile -e {zip_path} {APP_DIR}/{bot_contract.CODE_ASSET_DIR}",
         f"python3.11 -m venv {VENV_DIR}",
-        # Wheels only: AL2023 has no compiler, and the runtime pins versions that ship aarch64/x86_64 wheels.
+        # The runtime's lock (every package, its hashes; resolved for aarch64 and x86_64 by `make lock`): pip refuses
+        # any file whose hash differs. Wheels only: AL2023 has no compiler, and every locked version ships wheels.
         f"retry {VENV_DIR}/bin/pip install --no-cache-dir --disable-pip-version-check --no-input --only-binary=:all:"
-        f" -r {APP_DIR}/{bot_contract.REQUIREMENTS_FILE}",
+        f" --require-hashes --no-deps -r {APP_DIR}/{bot_contract.REQUIREMENTS_FILE}",
         # Code and venv stay root-owned: the bot user can read and run them, never modify them.
         "chown -R root:root /opt/genart",
         "chmod -R u=rwX,go=rX /opt/genart",

@@ -112,6 +112,7 @@ class DiffusionStack(Stack):
                 target_invocations_per_instance=config.target_invocations_per_instance,
                 target_backlog_per_instance=config.target_backlog_per_instance,
                 idle_scale_in_minutes=config.idle_scale_in_minutes if asynchronous else None,
+                inference_ami_version=config.inference_ami_version,
             ),
             environment=container_environment(
                 outputs_bucket_name=outputs_bucket.bucket_name,

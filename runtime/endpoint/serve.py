@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -48,6 +49,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if settings.compile:
         # Inductor reads its cache settings when torch is imported, so this happens before the heavy imports.
         configure_cache_env(settings.compile_cache_dir)
+
+    from ..common.gpu_check import GpuUnusableError, check_torch_gpu  # noqa: PLC0415
+
+    try:
+        # A GPU host whose driver is too old for torch's CUDA build must not quietly serve from the CPU.
+        check_torch_gpu(requested_device=settings.device, environ=os.environ)
+    except GpuUnusableError as exc:
+        print(f"serve: {exc}", file=sys.stderr, flush=True)
+        return 4
 
     import uvicorn  # noqa: PLC0415
 

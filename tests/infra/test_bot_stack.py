@@ -189,7 +189,7 @@ def _bootstrap_order() -> list[tuple[str, str]]:
         (
             "install pinned wheels only",
             e(f"retry {VENV_DIR}/bin/pip install --no-cache-dir --disable-pip-version-check --no-input")
-            + e(" --only-binary=:all: -r ")
+            + e(" --only-binary=:all: --require-hashes --no-deps -r ")
             + r"(?P<requirements>/\S+)",
         ),
         ("code and venv root-owned", e(f"chown -R root:root {install_root}")),

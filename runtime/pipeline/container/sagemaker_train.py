@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ...common.gpu_check import GpuUnusableError, check_torch_gpu, driver_version
 from ..stylegan2.cli import configure_step_logging
 from ..stylegan2.contract import ENV_OPT_ML, OPT_ML, step_module
 
@@ -137,6 +138,14 @@ def main() -> None:
     hyperparameters = read_json(config / "hyperparameters.json", {})
     resources = read_json(config / "resourceconfig.json", {"hosts": ["algo-1"], "current_host": "algo-1"})
     args = [*path_args(os.environ, hyperparameters), *hyperparameter_args(hyperparameters)]
+    # SageMaker publishes no driver version for training hosts: every run records the one it got.
+    LOG.info(f"NVIDIA driver: {driver_version() or 'none'}", extra={"nvidia_driver": driver_version()})
+    try:
+        # Training on the CPU of a GPU host would run until MaxRuntime and leave no model: fail in the first minute.
+        check_torch_gpu(requested_device=_unwrap(hyperparameters.get("device", "auto")), environ=os.environ)
+    except GpuUnusableError as exc:
+        print(f"train: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(4) from None
     gpus = requested_gpus(hyperparameters, gpu_count())
     command = launch_command(args, gpus=gpus, hosts=resources["hosts"], current_host=str(resources["current_host"]))
     LOG.info(f"launching {shlex.join(command)}", extra={"command": command})

@@ -50,6 +50,7 @@ def _endpoint(
             target_invocations_per_instance=9,
             target_backlog_per_instance=4,
             idle_scale_in_minutes=idle_minutes,
+            inference_ami_version="al2023-ami-sagemaker-inference-gpu-4-1",
         ),
         environment=ENVIRONMENT,
         async_invocation=AsyncInvocation(
@@ -384,6 +385,15 @@ def test_grant_invoke_async_allows_upload_invoke_and_reading_results(docker_cont
         (lambda: ModelData(bucket=None, prefix="models/m1"), "ModelData.prefix"),  # type: ignore[arg-type]
         (lambda: EndpointCapacity(instance_type="ml.g5.xlarge", min_instances=2, max_instances=1), "min_instances"),
         (
+            lambda: EndpointCapacity(
+                instance_type="ml.g5.xlarge",
+                min_instances=0,
+                max_instances=1,
+                inference_ami_version="al2-ami-sagemaker-inference-gpu-9",  # type: ignore[arg-type]
+            ),
+            "inference_ami_version: unknown GPU AMI version",
+        ),
+        (
             lambda: AsyncInvocation(bucket=None, input_prefix="a/", output_prefix="a/", failure_prefix="b/"),  # type: ignore[arg-type]
             "must differ",
         ),
@@ -411,3 +421,8 @@ def test_realtime_endpoint_refuses_zero_instances_and_bad_names(docker_context: 
             ),
             description="x",
         )
+
+
+def test_variant_runs_on_the_inference_ami_its_capacity_names(async_template: dict[str, Any]) -> None:
+    (variant,) = only(async_template, "AWS::SageMaker::EndpointConfig")["ProductionVariants"]
+    assert variant["InferenceAmiVersion"] == "al2023-ami-sagemaker-inference-gpu-4-1"

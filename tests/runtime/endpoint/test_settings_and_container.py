@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -95,37 +94,18 @@ def test_image_is_built_from_the_runtime_folder_with_common_beside_endpoint() ->
     assert [line for line in ignore if line and not line.startswith("#")] == list(contract.IMAGE_EXCLUDES)
 
 
-def test_requirements_are_pinned_and_match_the_tested_versions() -> None:
-    pins = {}
-    for raw in (ENDPOINT_DIR / "requirements.txt").read_text().splitlines():
-        line = raw.split("#", 1)[0].strip()
-        if line:
-            name, _, version = line.partition("==")
-            assert version, f"unpinned requirement {line!r}"
-            pins[name.lower()] = version
-    for package in (
-        "diffusers",
-        "transformers",
-        "fastapi",
-        "pydantic",
-        "pydantic-settings",
-        "uvicorn",
-        "boto3",
-        "safetensors",
-    ):
-        assert pins[package] == metadata.version(package), package
-    assert pins["torch"] == torch.__version__.split("+")[0]
-
-
-def test_dockerfile_runs_serve_as_non_root_on_8080() -> None:
+def test_dockerfile_installs_the_hashed_lock_and_runs_serve_as_root_on_8080() -> None:
     dockerfile = (ENDPOINT_DIR / "Dockerfile").read_text()
     base = re.search(r"^FROM (\S+)", dockerfile, re.MULTILINE)
     assert base is not None
-    assert ":" in base.group(1) and not base.group(1).endswith(":latest")
-    assert re.search(r"^USER (?!root)\w+", dockerfile, re.MULTILINE)
+    # Python 3.11 without a CUDA toolkit: torch's nvidia-* wheels carry CUDA (docs/decisions.md).
+    assert re.fullmatch(r"python:3\.11-slim-\w+", base.group(1))
+    # SageMaker expects containers to run as root (AWS "Custom Inference Code with Hosting Services", cited there).
+    assert not re.search(r"^USER ", dockerfile, re.MULTILINE)
+    assert "expects all containers to run with root users" in dockerfile
     assert re.search(r"^EXPOSE 8080$", dockerfile, re.MULTILINE)
     assert "runtime.endpoint.serve" in dockerfile
-    assert "pip install -r /tmp/requirements.txt" in dockerfile
+    assert "pip install --require-hashes --no-deps --only-binary=:all: -r /tmp/requirements.txt" in dockerfile
     assert "HF_HUB_OFFLINE=1" in dockerfile
 
 
