@@ -11,9 +11,9 @@ from pydantic import AfterValidator, BaseModel, Field, ValidationError, model_va
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails, PydanticCustomError
 
+from infra.components.gpu_hosts import GPU_INFERENCE_AMI_VERSION, InferenceAmiVersion
 from infra.model_sources import DEFAULT_SOURCE as DEFAULT_MODEL_SOURCE
 from infra.model_sources import SOURCES as MODEL_SOURCES
-from infra.components.gpu_hosts import GPU_INFERENCE_AMI_VERSION, InferenceAmiVersion
 from runtime.bot import contract as bot_contract
 from runtime.cartoonizer import contract as cartoonizer_contract
 
@@ -281,6 +281,8 @@ class CartoonizerVideoConfig(_Settings, frozen=True):
     """The asynchronous GPU endpoint that cartoonizes videos (and images sent to it); scales to zero by default."""
 
     instance_type: SageMakerInstanceType = "ml.g4dn.xlarge"
+    # The host's NVIDIA driver (infra/components/gpu_hosts.py); it must run the image's CUDA build (test_gpu_pairing).
+    inference_ami_version: InferenceAmiVersion = GPU_INFERENCE_AMI_VERSION
     min_instances: Annotated[int, Field(ge=0)] = 0
     max_instances: Annotated[int, Field(ge=1, le=20)] = 1
     # The server overlaps decode, inference and encode within a job; more jobs per GPU only queue on it.

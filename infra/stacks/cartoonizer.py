@@ -145,6 +145,7 @@ class CartoonizerStack(Stack):
                 min_instances=video.min_instances,
                 max_instances=video.max_instances,
                 target_backlog_per_instance=video.target_backlog_per_instance,
+                inference_ami_version=video.inference_ami_version,
             ),
             environment=video_endpoint_environment(config=config, outputs_bucket_name=outputs_bucket.bucket_name),
             async_invocation=self.async_invocation,

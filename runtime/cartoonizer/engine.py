@@ -57,6 +57,10 @@ def resolve_providers(device: str) -> list[str]:
             field="device",
         )
     if device == "cuda" or (device == "auto" and has_cuda):
+        # The image brings CUDA and cuDNN as nvidia-* wheels (no CUDA base image); this loads them from there.
+        preload = getattr(ort, "preload_dlls", None)
+        if preload is not None:
+            preload()
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     return ["CPUExecutionProvider"]
 

@@ -23,7 +23,7 @@ def test_notify_presigns_the_grid_the_export_step_writes() -> None:
 
 
 def test_the_pipeline_function_publishes_and_validates_with_the_pipelines_names() -> None:
-    from runtime.pipeline.stylegan2.config import PRESETS
+    from runtime.pipeline.stylegan2.config import CFG_NAMES
 
     assert notify.PUBLISHED_MODEL_KEY == pipeline.PUBLISHED_MODEL_KEY == bot.DEFAULT_MODEL_KEY
     assert notify.EXPORTED_MODEL_FILE == pipeline.EXPORTED_MODEL_FILE
@@ -31,7 +31,7 @@ def test_the_pipeline_function_publishes_and_validates_with_the_pipelines_names(
     assert f"{pipeline.RUNS_PREFIX}/" == notify.RUNS_PREFIX
     assert f"{pipeline.FEATURE_EXTRACTOR_PREFIX}/" == notify.FEATURE_EXTRACTOR_PREFIX
     assert pipeline.FEATURE_EXTRACTOR_KEY.startswith(notify.FEATURE_EXTRACTOR_PREFIX)
-    assert set(notify.MODEL_PRESETS) == set(PRESETS)
+    assert set(notify.MODEL_PRESETS) == set(CFG_NAMES)
     # Checkpoints sit outside the runs prefix (their own lifecycle) and the published key outside both.
     assert not pipeline.CHECKPOINTS_PREFIX.startswith(pipeline.RUNS_PREFIX)
     assert not pipeline.PUBLISHED_MODEL_KEY.startswith((pipeline.RUNS_PREFIX, pipeline.CHECKPOINTS_PREFIX))

@@ -19,7 +19,7 @@ PUBLISHED_MODEL_KEY = "stylegan/latest.onnx"
 RUNS_PREFIX = "stylegan/runs/"
 FEATURE_EXTRACTOR_PREFIX = "stylegan/feature-extractor/"
 # The training code's model presets (runtime/pipeline/stylegan2/config.py PRESETS).
-MODEL_PRESETS = ("paper256", "paper512", "small", "tiny")
+MODEL_PRESETS = ("auto", "cifar", "paper256", "paper512", "paper1024", "small", "stylegan2", "tiny")
 
 # What a pipeline step asks of the function (the event's "action"); EventBridge's status events carry none.
 ACTION = "action"
