@@ -15,8 +15,7 @@ import numpy as np
 import onnxruntime as ort
 
 from ..common.errors import ConfigError
-from .network import SIZE_MULTIPLE, random_weights
-from .onnx_model import INPUT_NAME, OUTPUT_NAME, build_model
+from .network import INPUT_NAME, OUTPUT_NAME, SIZE_MULTIPLE, random_weights
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +119,9 @@ class Cartoonizer:
     def random(cls, *, seed: int = 0, device: str = "cpu", tuning: SessionTuning | None = None) -> Cartoonizer:
         """An engine with random weights of the real architecture (demos, tests, benchmarks)."""
         weights = {f"generator/{name}": value for name, value in random_weights(seed=seed).items()}
+        # onnx builds the graph: a development dependency, not in the Lambda's or the endpoint's lock.
+        from .onnx_model import build_model  # noqa: PLC0415
+
         return cls(build_model(weights).SerializeToString(), device=device, tuning=tuning)
 
     def _check_contract(self) -> None:

@@ -13,6 +13,10 @@ import dataclasses
 
 import numpy as np
 
+# The ONNX model's input and output names (onnx_model.py builds it; engine.py checks and runs it without onnx).
+INPUT_NAME = "images"
+OUTPUT_NAME = "cartoons"
+
 SCOPE = "generator"
 LEAKY_SLOPE = 0.2
 GUIDED_RADIUS = 1

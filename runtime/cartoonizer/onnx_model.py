@@ -16,10 +16,19 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from .network import GUIDED_EPS, GUIDED_RADIUS, LAYERS, LEAKY_SLOPE, RES_BLOCKS, SCOPE, ConvSpec, expected_shapes
+from .network import (
+    GUIDED_EPS,
+    GUIDED_RADIUS,
+    INPUT_NAME,
+    LAYERS,
+    LEAKY_SLOPE,
+    OUTPUT_NAME,
+    RES_BLOCKS,
+    SCOPE,
+    ConvSpec,
+    expected_shapes,
+)
 
-INPUT_NAME = "images"
-OUTPUT_NAME = "cartoons"
 OPSET = 17
 IR_VERSION = 8  # readable by every onnxruntime >= 1.10
 

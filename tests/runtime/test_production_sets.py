@@ -170,13 +170,74 @@ def test_notify_lock_publishes_under_moto(tmp_path: Path, moto_server: str) -> N
 def test_pipeline_lock_in_cpu_mode_runs_the_local_pipeline(tmp_path: Path) -> None:
     python = fresh_venv(tmp_path, "pipeline", CPU.apply(LOCKS["pipeline"].path.read_text()))
     workdir = tmp_path / "run"
+    # The orchestrator (the SageMaker side: moto, the pipeline function) runs here; every step script runs in
+    # the production set, through the same entry points the step image calls (local_run --python).
     result = subprocess.run(  # noqa: PLW1510 (the return code is asserted with the output)
-        [str(python), "-m", "runtime.pipeline.local_run", "--workdir", str(workdir), *TINY_PIPELINE],
+        [
+            sys.executable, "-m", "runtime.pipeline.local_run", "--workdir", str(workdir), *TINY_PIPELINE,
+            "--python", str(python),
+        ],
         capture_output=True,
         text=True,
         timeout=900,
+        cwd=REPO_ROOT,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (workdir / "s3" / "models" / "stylegan" / "latest.onnx").stat().st_size > 0
+
+
+def test_cartoonizer_lambda_lock_cartoonizes_an_image_under_moto(tmp_path: Path, moto_server: str) -> None:
+    import io
+
+    from PIL import Image
+
+    from runtime.cartoonizer import contract
+    from runtime.cartoonizer.model_store import write_manifest
+    from runtime.cartoonizer.network import random_weights
+    from runtime.cartoonizer.onnx_model import build_model
+
+    python = fresh_venv(tmp_path, "cartoonizer-lambda", LOCKS["cartoonizer-lambda"].path.read_text())
+    weights = {f"generator/{name}": value for name, value in random_weights(seed=7).items()}
+    model = tmp_path / "model" / contract.MODEL_FILE
+    model.parent.mkdir()
+    model.write_bytes(build_model(weights).SerializeToString())
+    write_manifest(model, name="smoke", source="synthetic")
+    creds = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION}
+    s3 = boto3.client(  # type: ignore[call-overload]
+        "s3", endpoint_url=moto_server, region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing"
+    )
+    for bucket in ("models", "outputs"):
+        s3.create_bucket(Bucket=bucket)
+    prefix = contract.model_prefix("smoke")
+    s3.upload_file(str(model), "models", prefix + contract.MODEL_FILE)
+    s3.upload_file(str(model.parent / contract.MANIFEST_FILE), "models", prefix + contract.MANIFEST_FILE)
+    photo = io.BytesIO()
+    Image.new("RGB", (40, 30), (200, 120, 40)).save(photo, format="PNG")
+    s3.put_object(Bucket="outputs", Key=contract.INPUTS_PREFIX + "a.png", Body=photo.getvalue())
+    event = {
+        "input": f"s3://outputs/{contract.INPUTS_PREFIX}a.png",
+        "output": f"s3://outputs/{contract.RESULTS_PREFIX}a.png",
+    }
+    script = (
+        "import json, sys; from runtime.cartoonizer.lambda_handler import handler; "
+        "print(json.dumps(handler(json.loads(sys.argv[1]), None)))"
+    )
+    env = {
+        contract.ENV_MODELS_BUCKET: "models",
+        contract.ENV_MODEL_KEY: prefix + contract.MODEL_FILE,
+        contract.ENV_OUTPUTS_BUCKET: "outputs",
+        contract.ENV_DEVICE: "cpu",
+    }
+    result = subprocess.run(  # noqa: PLW1510 (the return code is asserted with the output)
+        [str(python), "-c", script, json.dumps(event)],
+        capture_output=True,
+        text=True,
+        timeout=300,
         cwd=tmp_path,
-        env=_run_env(),
+        env=_run_env(AWS_ENDPOINT_URL=moto_server, **creds, **env),
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert (workdir / "publish" / "latest.onnx").stat().st_size > 0
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    assert answer["status"] == 200 and answer["state"] == "done", answer
+    data = s3.get_object(Bucket="outputs", Key=contract.RESULTS_PREFIX + "a.png")["Body"].read()
+    assert Image.open(io.BytesIO(data)).size == (40, 30)
