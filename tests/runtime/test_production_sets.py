@@ -144,6 +144,7 @@ def test_notify_lock_publishes_under_moto(tmp_path: Path, moto_server: str) -> N
     sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
     models = "s3://genart-models-test/stylegan"
     event = {
+        "action": "notify_published",
         "pipeline_name": "genart-dev-stylegan2",
         "execution_id": "abc123",
         "samples_uri": f"{models}/runs/abc123/samples",
