@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 import onnxruntime as ort
+from bot_bench import cpu_model  # bench/ is the script's folder, so its sibling imports as a module
 from PIL import Image
 
 from runtime.cartoonizer.engine import Cartoonizer, SessionTuning
@@ -36,19 +37,9 @@ from runtime.cartoonizer.onnx_model import build_model
 from runtime.cartoonizer.synthetic import ClipSpec, frame_image, make_clip
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def _machine() -> dict[str, Any]:
     return {
-        "cpu": _cpu_name(),
+        "cpu": cpu_model(),
         "cpus": len(os.sched_getaffinity(0)),
         "load_average": os.getloadavg(),
         "python": platform.python_version(),

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from ..common.errors import ConfigError
+from ..common.hashing import sha256_of
 from . import contract
 
 LICENCE = "CC BY-NC-SA 4.0"
@@ -19,15 +19,6 @@ NOTICE = (
     "Non-commercial use only: cartoonized with the White-box Cartoonization model (Wang and Yu, CVPR 2020), "
     f"whose weights are licensed {LICENCE} ({LICENCE_URL})."
 )
-
-
-def sha256_of(path: Path) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclasses.dataclass(frozen=True)

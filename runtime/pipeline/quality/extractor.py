@@ -6,7 +6,6 @@ it works unchanged; tests and local runs use `tiny_extractor`, a small random ne
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 from pathlib import Path
 
@@ -118,12 +117,3 @@ def check_extractor(path: Path) -> int:
     if len(dims) != 1:
         raise ExtractorError(f"{path} returns a feature size that depends on the image size: {sorted(dims)}")
     return int(dims.pop())
-
-
-def sha256_of(path: Path) -> str:
-    """Hex digest of a file (recorded next to every score: scores are comparable only with the same extractor)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

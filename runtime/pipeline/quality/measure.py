@@ -12,8 +12,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from ...common.hashing import sha256_of
 from ..stylegan2.contract import QUALITY_FID, QUALITY_FINITE, QUALITY_KID, UNMEASURED_SCORE
-from .extractor import features_of, load_extractor, resolve_extractor_file, sha256_of
+from .extractor import features_of, load_extractor, resolve_extractor_file
 from .scores import frechet_distance, kernel_inception_distance
 
 LOG = logging.getLogger("stylegan2.quality")

@@ -17,8 +17,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ...common.hashing import sha256_of
 from ..stylegan2.contract import FEATURE_EXTRACTOR_KEY
-from .extractor import ExtractorError, check_extractor, sha256_of, tiny_extractor
+from .extractor import ExtractorError, check_extractor, tiny_extractor
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

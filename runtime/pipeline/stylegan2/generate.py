@@ -7,7 +7,6 @@ score into the ONNX metadata; a generator whose images are not finite is scored 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ...common.hashing import sha256_of
 from ..quality.extractor import ExtractorError
 from ..quality.measure import QualityReport, measure_quality
 from .checkpoint import load_generator
@@ -73,15 +73,6 @@ def make_grid(images: np.ndarray, *, cols: int, rows: int) -> Image.Image:
         r, c = divmod(i, cols)
         canvas[r * size : (r + 1) * size, c * size : (c + 1) * size] = image
     return Image.fromarray(canvas)
-
-
-def sha256(path: Path) -> str:
-    """Hex digest of a file."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def publish(model: Path, publish_dir: Path) -> Path:
@@ -199,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if quality is not None:
         metadata["quality_samples"] = str(quality.generated)
     onnx_path = export_generator(generator, args.outdir / "generator.onnx", kimg=info["kimg"], metadata=metadata)
-    summary["onnx"] = {"file": onnx_path.name, "sha256": sha256(onnx_path), "verified": False}
+    summary["onnx"] = {"file": onnx_path.name, "sha256": sha256_of(onnx_path), "verified": False}
     try:
         worst = verify_onnx(
             generator, onnx_path, latents=latents[:4], truncations=(0.0, args.truncation, 1.0), atol=args.atol

@@ -12,7 +12,7 @@ import pytest
 
 from runtime.cartoonizer import reference
 from runtime.cartoonizer.convert import convert, main
-from runtime.cartoonizer.model_store import LICENCE, load_model_info, sha256_of
+from runtime.cartoonizer.model_store import LICENCE, load_model_info
 from runtime.cartoonizer.tf_bundle import (
     CheckpointError,
     crc32c,
@@ -23,6 +23,7 @@ from runtime.cartoonizer.tf_bundle import (
     write_bundle,
     write_table,
 )
+from runtime.common.hashing import sha256_of
 
 
 def test_crc32c_known_values() -> None:

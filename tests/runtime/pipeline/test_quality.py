@@ -11,13 +11,13 @@ import pytest
 import torch
 from moto import mock_aws
 
+from runtime.common.hashing import sha256_of
 from runtime.pipeline.quality import upload_extractor
 from runtime.pipeline.quality.extractor import (
     ExtractorError,
     check_extractor,
     features_of,
     load_extractor,
-    sha256_of,
     tiny_extractor,
 )
 from runtime.pipeline.quality.gate import decide
