@@ -89,7 +89,7 @@ cartoonize-local: venv  ## Cartoonize a generated 2 s clip with audio (models/ca
 	$(PY) -m runtime.cartoonizer local-run/cartoonizer/clip.mp4 local-run/cartoonizer/clip-cartoon.mp4 "$${model[@]}" --side-by-side
 	@echo "wrote local-run/cartoonizer/clip-cartoon.mp4 (original | cartoon) and its .progress.json"
 
-web-local: venv  ## The web studio on 127.0.0.1:$(PORT) (moto S3/DynamoDB, sign-in stub alice/bob, tiny models on CPU)
+web-local: venv  ## The web studio on 127.0.0.1:PORT, default 8000 (moto S3/DynamoDB, sign-in stub alice/bob, tiny models on CPU)
 	$(PY) -m runtime.web.local --port $(PORT) $(WEB_LOCAL_FLAGS)
 
 clean:  ## Remove build outputs (keeps .venv and node_modules)
