@@ -21,6 +21,7 @@ from ..settings import WebSettings
 from .backends import Backends
 from .errors import ApiError, NotFoundError, UnavailableError
 from .models import JOB_ID, MAX_SEED, CartoonizeRequest, GenerateRequest, JobRequest
+from .objects import head, read_text
 from .store import JobRecord, Store, now_iso
 from .uploads import uploaded
 
@@ -183,18 +184,10 @@ class Jobs:
         return value if isinstance(value, dict) else None
 
     def _text(self, bucket: str, key: str) -> str | None:
-        try:
-            body = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-        except self.s3.exceptions.NoSuchKey:
-            return None
-        return str(body.decode("utf-8", errors="replace"))
+        return read_text(self.s3, bucket=bucket, key=key)
 
     def _exists(self, bucket: str, key: str) -> bool:
-        try:
-            self.s3.head_object(Bucket=bucket, Key=key)
-        except self.s3.exceptions.ClientError:
-            return False
-        return True
+        return head(self.s3, bucket=bucket, key=key) is not None
 
     def _apply_progress(self, record: JobRecord) -> dict[str, Any] | None:
         """Read the cartoonizer's progress JSON next to the result into the record (running or failed)."""

@@ -11,10 +11,12 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
 from runtime.web import contract
 from runtime.web.api import backends as backends_module
+from runtime.web.api import objects
 from runtime.web.api.backends import AwsBackends
 from runtime.web.settings import SettingsError, WebSettings
 
@@ -147,3 +149,17 @@ print(json.dumps(files))
             if fnmatch.fnmatch(relative if "/" in glob else Path(relative).name, glob):
                 kept = pattern.startswith("!")
         assert kept, f"{relative} is imported by the API Lambda but not in its zip (contract.CODE_ASSET_EXCLUDE)"
+
+
+@pytest.mark.parametrize("status", [404, 403])
+def test_missing_objects_read_as_absent_whether_s3_says_404_or_403(status: int) -> None:
+    s3 = _client("s3")
+    code = {404: "NoSuchKey", 403: "AccessDenied"}[status]
+    with Stubber(s3) as stub:
+        stub.add_client_error("head_object", str(status), http_status_code=status)
+        stub.add_client_error("get_object", code, http_status_code=status)
+        stub.add_client_error("get_object", "SlowDown", http_status_code=503)
+        assert objects.head(s3, bucket="b", key="k") is None
+        assert objects.read_text(s3, bucket="b", key="k") is None
+        with pytest.raises(ClientError):
+            objects.read_text(s3, bucket="b", key="k")
