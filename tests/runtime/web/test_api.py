@@ -384,3 +384,17 @@ def test_the_lambda_handler_reads_its_settings_from_the_environment(
     monkeypatch.setattr(handler_module, "_state", {"configured": True})
     answer = handler_module.handler(make_event(LIST, user=ALICE))
     assert answer["statusCode"] == 500 and json.loads(answer["body"])["error"]["code"] == "internal_error"
+
+
+def test_a_job_refused_by_the_jobs_allowance_does_not_use_up_images(api: Api) -> None:
+    api.rebuild(**{contract.ENV_JOBS_PER_HOUR: "1", contract.ENV_IMAGES_PER_HOUR: "10"})
+    assert api.call(CREATE, body={**GENERATE, "num_images": 2})[0] == 202
+    assert api.call(CREATE, body={**GENERATE, "num_images": 3})[0] == 429
+    items = api.dynamodb.query(
+        TableName=api.settings.table,
+        KeyConditionExpression="#u = :u AND begins_with(#s, :p)",
+        ExpressionAttributeNames={"#u": contract.TABLE_PARTITION_KEY, "#s": contract.TABLE_SORT_KEY},
+        ExpressionAttributeValues={":u": {"S": ALICE}, ":p": {"S": f"{contract.RATE_SORT_PREFIX}images#"}},
+    )["Items"]
+    assert [item["count"]["N"] for item in items] == ["2"]
+    assert all(int(item[contract.TABLE_TTL_ATTRIBUTE]["N"]) > time.time() + 3600 for item in items)
