@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import secrets
 import time
 from typing import Any
@@ -29,6 +30,15 @@ log = logging.getLogger(__name__)
 
 RESULT_TYPES = {".jpg": "image/jpeg", ".png": "image/png", ".webp": "image/webp", ".mp4": "video/mp4"}
 MAX_ERROR_CHARS = 500
+MEDIA_ERROR = re.compile(r"^\d{3} (\w+): (.+)$", re.DOTALL)
+
+
+def progress_error(text: Any) -> dict[str, Any]:
+    """The error of a failed progress document: "<status> <code>: <message>" (cartoonizer MediaError) or a message."""
+    message = str(text or "the job failed")
+    found = MEDIA_ERROR.match(message)
+    code, message = (found.group(1), found.group(2)) if found else ("failed", message)
+    return {"code": code, "message": message[:MAX_ERROR_CHARS], "field": None}
 
 
 def new_job_id(now: float) -> str:
@@ -197,11 +207,7 @@ class Jobs:
             return None
         state = progress.get(cartoon_contract.PROGRESS_STATE)
         if state == "failed":
-            message = str(progress.get(cartoon_contract.PROGRESS_ERROR) or "the job failed")
-            record.state, record.error = (
-                "failed",
-                {"code": "failed", "message": message[:MAX_ERROR_CHARS], "field": None},
-            )
+            record.state, record.error = "failed", progress_error(progress.get(cartoon_contract.PROGRESS_ERROR))
             return progress
         done = progress.get(cartoon_contract.PROGRESS_FRAMES_DONE)
         total = progress.get(cartoon_contract.PROGRESS_FRAMES_TOTAL)

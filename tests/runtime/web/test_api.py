@@ -313,12 +313,19 @@ def test_image_job_follows_its_progress_json_to_done_with_links(api: Api) -> Non
     assert job["input"]["url"].split("?")[0].endswith(".png")
 
 
-def test_image_job_failure_in_progress_is_reported(api: Api) -> None:
+@pytest.mark.parametrize(
+    ("written", "code", "message"),
+    [
+        ("input: options.max_side must be >= 16", "failed", "input: options.max_side must be >= 16"),
+        ("413 too_large: the image is 9000 px wide", "too_large", "the image is 9000 px wide"),
+    ],
+)
+def test_image_job_failure_in_progress_is_reported(api: Api, written: str, code: str, message: str) -> None:
     job_id, output_key = _image_job(api)
-    message = "input: cannot decode the image"
-    _put_json(api, cartoon_contract.progress_key(output_key), {"state": "failed", "error": message})
+    _put_json(api, cartoon_contract.progress_key(output_key), {"state": "failed", "error": written})
     job = api.call(GET, job_id=job_id)[1]["job"]
-    assert job["state"] == "failed" and job["error"]["message"] == message and job["results"] == []
+    assert job["state"] == "failed" and job["results"] == []
+    assert job["error"] == {"code": code, "message": message, "field": None}
 
 
 def test_image_job_without_progress_goes_stale(api: Api) -> None:

@@ -122,12 +122,13 @@ def test_video_with_audio_warms_runs_with_progress_and_is_done(studio: LocalStud
         assert container.streams.video and container.streams.audio
 
 
-def test_a_file_the_cartoonizer_cannot_read_fails_through_the_failure_location(studio: LocalStudio) -> None:
+def test_a_file_the_cartoonizer_cannot_read_fails_with_its_message(studio: LocalStudio) -> None:
     upload_id = _upload(studio, b"not a video at all" * 10, content_type="video/mp4", name="broken.mp4")
     status, answer = _call(studio, contract.ROUTE_CREATE_JOB, body={"kind": "cartoonize", "upload_id": upload_id})
     assert status == 202
     job = _poll(studio, answer["job"]["id"])
-    assert job["state"] == "failed" and job["error"]["message"] and job["results"] == []
+    assert job["state"] == "failed" and job["results"] == [], job
+    assert job["error"]["code"] == "corrupt_media" and job["error"]["message"].startswith("input is not a readable")
 
 
 def test_generate_runs_the_diffusion_server_with_the_tiny_pipeline(studio: LocalStudio) -> None:
