@@ -107,6 +107,9 @@ def test_sign_in_upload_cartoonize_and_download_over_http(studio_url: str) -> No
     post = upload.json()
     # The browser posts cross-origin to the S3 emulation: it must allow that (CORS), as the bucket's CORS rule does.
     origin = {"Origin": base}
+    # XHR with upload progress listeners sends a preflight first.
+    preflight = httpx.options(post["url"], headers={**origin, "Access-Control-Request-Method": "POST"})
+    assert preflight.status_code == 200 and "POST" in preflight.headers["access-control-allow-methods"]
     posted = httpx.post(
         post["url"], data=post["fields"], files={"file": ("cat.png", data, "image/png")}, headers=origin
     )
