@@ -163,3 +163,19 @@ def test_missing_objects_read_as_absent_whether_s3_says_404_or_403(status: int) 
         assert objects.read_text(s3, bucket="b", key="k") is None
         with pytest.raises(ClientError):
             objects.read_text(s3, bucket="b", key="k")
+
+
+def test_web_keys_sit_under_the_prefixes_the_cartoonizer_and_diffusion_roles_can_reach() -> None:
+    from runtime.cartoonizer import contract as cartoon
+    from runtime.endpoint import contract as endpoint
+    from runtime.endpoint import schemas
+    from runtime.endpoint.settings import Settings as EndpointSettings
+    from runtime.web.api import models
+
+    assert contract.UPLOADS_PREFIX.startswith(cartoon.INPUTS_PREFIX)
+    assert contract.CARTOON_RESULTS_PREFIX.startswith(cartoon.RESULTS_PREFIX)
+    assert contract.VIDEO_JOBS_PREFIX.startswith(cartoon.ASYNC_INPUT_PREFIX)
+    assert contract.GENERATE_JOBS_PREFIX.startswith(endpoint.ASYNC_INPUT_PREFIX)
+    assert contract.ENV_OUTPUTS_BUCKET == cartoon.ENV_OUTPUTS_BUCKET == endpoint.ENV_OUTPUTS_BUCKET
+    assert models.MAX_SEED == schemas.MAX_SEED
+    assert EndpointSettings.from_env({}).max_prompt_chars == models.MAX_PROMPT_CHARS
