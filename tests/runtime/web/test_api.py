@@ -68,8 +68,8 @@ def test_video_upload_gets_the_video_limit(api: Api) -> None:
         ([1, 2], 400, "invalid", "body"),
     ],
 )
-def test_upload_errors_name_the_field(api: Api, body: Any, status: int, code: str, field: str) -> None:
-    got_status, got, _ = api.call(UPLOAD, body=body)
+def test_upload_errors_name_the_field(refusing_api: Api, body: Any, status: int, code: str, field: str) -> None:
+    got_status, got, _ = refusing_api.call(UPLOAD, body=body)
     assert (got_status, *_error(got)) == (status, code, field)
     assert got["error"]["message"]
 
@@ -154,8 +154,8 @@ def test_cartoonize_checks_the_upload_in_the_bucket(api: Api) -> None:
         ({**GENERATE, "guidance_scale": 7}, "guidance_scale"),
     ],
 )
-def test_job_request_errors_name_the_field(api: Api, body: dict[str, Any], field: str) -> None:
-    status, answer, _ = api.call(CREATE, body=body)
+def test_job_request_errors_name_the_field(refusing_api: Api, body: dict[str, Any], field: str) -> None:
+    status, answer, _ = refusing_api.call(CREATE, body=body)
     assert (status, *_error(answer)) == (400, "invalid", field)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import fnmatch
 import json
 import subprocess
@@ -168,7 +169,6 @@ def test_missing_objects_read_as_absent_whether_s3_says_404_or_403(status: int) 
 def test_web_keys_sit_under_the_prefixes_the_cartoonizer_and_diffusion_roles_can_reach() -> None:
     from runtime.cartoonizer import contract as cartoon
     from runtime.endpoint import contract as endpoint
-    from runtime.endpoint import schemas
     from runtime.endpoint.settings import Settings as EndpointSettings
     from runtime.web.api import models
 
@@ -177,5 +177,10 @@ def test_web_keys_sit_under_the_prefixes_the_cartoonizer_and_diffusion_roles_can
     assert contract.VIDEO_JOBS_PREFIX.startswith(cartoon.ASYNC_INPUT_PREFIX)
     assert contract.GENERATE_JOBS_PREFIX.startswith(endpoint.ASYNC_INPUT_PREFIX)
     assert contract.ENV_OUTPUTS_BUCKET == cartoon.ENV_OUTPUTS_BUCKET == endpoint.ENV_OUTPUTS_BUCKET
-    assert models.MAX_SEED == schemas.MAX_SEED
+    # schemas imports diffusers (seconds); read its MAX_SEED from the source instead.
+    source = (REPO / "runtime" / "endpoint" / "schemas.py").read_text()
+    [seed] = [
+        n.value for n in ast.parse(source).body if isinstance(n, ast.Assign) and ast.unparse(n.targets[0]) == "MAX_SEED"
+    ]
+    assert eval(compile(ast.Expression(seed), "schemas.py", "eval")) == models.MAX_SEED
     assert EndpointSettings.from_env({}).max_prompt_chars == models.MAX_PROMPT_CHARS
