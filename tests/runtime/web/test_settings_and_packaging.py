@@ -61,10 +61,15 @@ def _client(service: str) -> Any:
     return boto3.client(service, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
 
 
-def test_aws_backends_invoke_lambda_async_and_sagemaker_async(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_aws_backends_invoke_lambda_async_and_sagemaker_async() -> None:
     lambda_client, runtime, sagemaker = _client("lambda"), _client("sagemaker-runtime"), _client("sagemaker")
+    clock = [1000.0]
     backends = AwsBackends(
-        image_function="image-fn", lambda_client=lambda_client, runtime_client=runtime, sagemaker_client=sagemaker
+        image_function="image-fn",
+        lambda_client=lambda_client,
+        runtime_client=runtime,
+        sagemaker_client=sagemaker,
+        clock=lambda: clock[0],
     )
     manifest = {"input": "s3://b/in.png", "output": "s3://b/out.png", "options": {}}
     with Stubber(lambda_client) as lambdas, Stubber(runtime) as runtimes, Stubber(sagemaker) as describes:
@@ -111,11 +116,9 @@ def test_aws_backends_invoke_lambda_async_and_sagemaker_async(monkeypatch: pytes
         assert backends.instance_count("video-ep") == 0
         assert backends.instance_count("video-ep") == 0  # cached: the stub holds no second answer
         describes.assert_no_pending_responses()
-    clock = [1000.0]
-    monkeypatch.setattr(backends_module.time, "monotonic", lambda: clock[0])
     with Stubber(sagemaker) as describes:
         describes.add_client_error("describe_endpoint", "AccessDeniedException")
-        clock[0] += backends_module.INSTANCE_CACHE_S * 1000
+        clock[0] += backends_module.INSTANCE_CACHE_S + 1
         assert backends.instance_count("video-ep") is None
 
 
