@@ -16,9 +16,9 @@ import secrets
 import time
 from typing import Any
 
-from ...cartoonizer import contract as cartoon_contract
 from .. import contract
 from ..settings import WebSettings
+from . import cartoon_jobs as cartoon_contract
 from .backends import Backends
 from .errors import ApiError, NotFoundError, UnavailableError
 from .models import JOB_ID, MAX_SEED, CartoonizeRequest, GenerateRequest, JobRequest

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import fnmatch
 import json
 import subprocess
 import sys
@@ -22,6 +21,8 @@ from runtime.web.api.backends import AwsBackends
 from runtime.web.settings import SettingsError, WebSettings
 
 REPO = Path(__file__).resolve().parents[3]
+# The stack zips runtime/ with only __init__.py, web/ (less these) and common/: stdlib + boto3, nothing to bundle.
+ZIP_LEAVES_OUT = ("runtime/web/static/", "runtime/web/local/")
 REQUIRED = {
     contract.ENV_TABLE: "jobs",
     contract.ENV_OUTPUTS_BUCKET: "outputs",
@@ -122,8 +123,8 @@ def test_aws_backends_invoke_lambda_async_and_sagemaker_async() -> None:
         assert backends.instance_count("video-ep") is None
 
 
-def test_the_api_lambda_imports_only_stdlib_boto3_and_its_zip() -> None:
-    """runtime.web.api imports nothing outside the files contract.CODE_ASSET_EXCLUDE keeps, plus stdlib and boto3."""
+def test_the_api_lambda_imports_only_stdlib_boto3_and_what_its_zip_holds() -> None:
+    """runtime.web.api imports stdlib, boto3 and files of the zip: runtime/web without static/ and local/, common/."""
     script = """
 import json, sys
 blocked = ("pydantic", "fastapi", "starlette", "numpy", "torch", "PIL", "av", "onnxruntime", "moto", "httpx")
@@ -143,16 +144,29 @@ print(json.dumps(files))
         [sys.executable, "-c", script], check=False, cwd=REPO, capture_output=True, text=True, timeout=120
     )
     assert answer.returncode == 0, answer.stderr
-    root = REPO / contract.CODE_ASSET_DIR
     for path in json.loads(answer.stdout):
-        relative = Path(path).relative_to(root).as_posix()
-        kept = False
-        for pattern in contract.CODE_ASSET_EXCLUDE:
-            glob = pattern.removeprefix("!")
-            # gitignore-like: a pattern without a slash matches the file name, one with a slash the whole path.
-            if fnmatch.fnmatch(relative if "/" in glob else Path(relative).name, glob):
-                kept = pattern.startswith("!")
-        assert kept, f"{relative} is imported by the API Lambda but not in its zip (contract.CODE_ASSET_EXCLUDE)"
+        relative = Path(path).relative_to(REPO).as_posix()
+        in_zip = relative == "runtime/__init__.py" or relative.startswith(("runtime/web/", "runtime/common/"))
+        assert in_zip and not relative.startswith(ZIP_LEAVES_OUT), f"the API Lambda imports {relative}"
+
+
+def test_the_apis_copy_of_the_cartoonizer_names_is_the_cartoonizers() -> None:
+    from runtime.cartoonizer import contract as cartoon
+    from runtime.web.api import cartoon_jobs
+
+    for name in (
+        "JOB_INPUT",
+        "JOB_OUTPUT",
+        "JOB_OPTIONS",
+        "PROGRESS_SUFFIX",
+        "PROGRESS_STATE",
+        "PROGRESS_FRAMES_DONE",
+        "PROGRESS_FRAMES_TOTAL",
+        "PROGRESS_ETA_S",
+        "PROGRESS_ERROR",
+    ):
+        assert getattr(cartoon_jobs, name) == getattr(cartoon, name), name
+    assert cartoon_jobs.progress_key("a/b.mp4") == cartoon.progress_key("a/b.mp4")
 
 
 @pytest.mark.parametrize("status", [404, 403])
