@@ -5,6 +5,7 @@ bot runtime (no torch); the parent exports random-weight StyleGAN2 generators wi
 
     python bench/bot_bench.py                      # new export vs the previous one (and the two between), 256/512
     python bench/bot_bench.py --malloc no-faults   # the same without the per-call page faults of the bot's allocator
+    python bench/bot_bench.py --malloc huge-pages  # the same with malloc's blocks in transparent huge pages
     python bench/bot_bench.py --compare session    # tuned vs default onnxruntime session
     python bench/bot_bench.py --tiny               # seconds-long proof with 16 px generators (CI / smoke)
 
@@ -70,6 +71,9 @@ MALLOC_ENVS: dict[str, dict[str, str]] = {
         "MALLOC_MMAP_THRESHOLD_": "4294967296",
         "MALLOC_TRIM_THRESHOLD_": "4294967296",
     },
+    # The deployed settings plus transparent huge pages for malloc's mmapped blocks (glibc >= 2.35, THP "madvise"):
+    # the per-call block still faults in on every call, but in 2 MiB pages.
+    "huge-pages": {"MALLOC_ARENA_MAX": "2", "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"},
 }
 
 

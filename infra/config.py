@@ -251,8 +251,10 @@ class PipelineConfig(_Settings, frozen=True):
         int, _check(lambda value: value in (64, 128, 256, 512, 1024), "must be 64, 128, 256, 512 or 1024")
     ] = 256
     kimg: Annotated[int, Field(ge=1, le=100_000)] = 1000
-    batch: Annotated[int, Field(ge=1, le=1024)] = 32
-    gamma: Annotated[float, Field(ge=0, le=1000)] = 1.0
+    # None: the ModelPreset's own value (paper256: batch 64, gamma 1; paper512: 64, 0.5), so a default run trains
+    # the preset exactly; a number becomes the default of the Batch / Gamma parameter and overrides the preset.
+    batch: Annotated[int | None, Field(ge=1, le=1024)] = None
+    gamma: Annotated[float | None, Field(ge=0, le=1000)] = None
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Self:

@@ -23,6 +23,9 @@ from runtime.lambdas.notify.contract import (
     ACTION_VALIDATE,
 )
 from runtime.pipeline.stylegan2.contract import (
+    CFG_BATCH,
+    CFG_GAMMA,
+    CFG_LEARNING_RATE,
     CHECKPOINT_LOCAL_PATH,
     CHECKPOINTS_PREFIX,
     DEFAULT_QUALITY_SAMPLES,
@@ -63,7 +66,6 @@ QUALITY_PROPERTY_FILE = "Quality"
 DEFAULT_DATASET_PREFIX = "anime-faces/"
 
 DEFAULT_SNAPSHOT_KIMG = 50
-DEFAULT_LEARNING_RATE = 0.0025
 PREPARE_MAX_RUNTIME_SECONDS = 4 * 3600
 EXPORT_MAX_RUNTIME_SECONDS = 4 * 3600
 TRAINING_VOLUME_GB = 100
@@ -125,7 +127,7 @@ def _offline_sdk_environment() -> Iterator[None]:
 
 def default_model_preset(resolution: int) -> str:
     """The training code's paper preset (`--cfg`) for a resolution."""
-    return "paper512" if resolution >= 512 else "paper256"
+    return "paper1024" if resolution >= 1024 else "paper512" if resolution >= 512 else "paper256"
 
 
 def render_pipeline_definition(
@@ -205,9 +207,10 @@ def _render(*, resources: PipelineResources, config: PipelineConfig, metric_defi
     resolution = ParameterInteger(name="Resolution", default_value=config.resolution)
     model_preset = ParameterString(name="ModelPreset", default_value=default_model_preset(config.resolution))
     kimg = ParameterInteger(name="Kimg", default_value=config.kimg)
-    batch = ParameterInteger(name="Batch", default_value=config.batch)
-    gamma = ParameterFloat(name="Gamma", default_value=config.gamma)
-    learning_rate = ParameterFloat(name="LearningRate", default_value=DEFAULT_LEARNING_RATE)
+    # Unless cdk.json sets them, Batch, Gamma and LearningRate default to "the ModelPreset's value" (contract.CFG_*).
+    batch = ParameterInteger(name="Batch", default_value=CFG_BATCH if config.batch is None else config.batch)
+    gamma = ParameterFloat(name="Gamma", default_value=CFG_GAMMA if config.gamma is None else config.gamma)
+    learning_rate = ParameterFloat(name="LearningRate", default_value=CFG_LEARNING_RATE)
     mirror = ParameterInteger(name="Mirror", default_value=1)
     snapshot_kimg = ParameterInteger(name="SnapshotKimg", default_value=DEFAULT_SNAPSHOT_KIMG)
     max_run_seconds = ParameterInteger(name="MaxRunSeconds", default_value=config.max_run_hours * 3600)

@@ -43,6 +43,8 @@ from PIL import Image, ImageDraw
 from ..lambdas.notify import contract as notify_contract
 from .quality.gate import GateDecision, decide
 from .stylegan2.contract import (
+    CFG_GAMMA,
+    CFG_LEARNING_RATE,
     CHECKPOINTS_PREFIX,
     ENV_OPT_ML,
     EXPORTED_MODEL_FILE,
@@ -275,8 +277,8 @@ def hyperparameters(args: argparse.Namespace) -> dict[str, str]:
     values = {
         "Kimg": args.kimg,
         "Batch": args.batch,
-        "Gamma": 1.0,
-        "LearningRate": 0.0025,
+        "Gamma": CFG_GAMMA,
+        "LearningRate": CFG_LEARNING_RATE,
         "Resolution": args.resolution,
         "ModelPreset": args.cfg,
         "Mirror": 1,
@@ -336,8 +338,8 @@ def run_parameters(layout: LocalLayout, args: argparse.Namespace) -> dict[str, A
         "ModelPreset": args.cfg,
         "Kimg": args.kimg,
         "Batch": args.batch,
-        "Gamma": 1.0,
-        "LearningRate": 0.0025,
+        "Gamma": CFG_GAMMA,
+        "LearningRate": CFG_LEARNING_RATE,
         "Mirror": 1,
         "SnapshotKimg": max(args.kimg / 2, 0.001),
         "MaxRunSeconds": 3600,

@@ -32,6 +32,7 @@ from runtime.pipeline import local_run
 from runtime.pipeline.container.sagemaker_train import hyperparameter_args
 from runtime.pipeline.quality.gate import decide
 from runtime.pipeline.stylegan2 import contract as pipeline_contract
+from runtime.pipeline.stylegan2.config import TrainingPreset, training_preset
 from runtime.pipeline.stylegan2.metrics import METRIC_DEFINITIONS, format_metrics
 from tests.infra.pipeline_expressions import Execution, all_steps, validate_job_request
 
@@ -199,7 +200,7 @@ def test_parameters_and_defaults_follow_the_config(spot: dict[str, Any]) -> None
         "Kimg": ("Integer", 2000),
         "Batch": ("Integer", 16),
         "Gamma": ("Float", 2.0),
-        "LearningRate": ("Float", 0.0025),
+        "LearningRate": ("Float", 0.0),  # the preset's
         "Mirror": ("Integer", 1),
         "SnapshotKimg": ("Integer", 50),
         "MaxRunSeconds": ("Integer", 10 * 3600),
@@ -273,7 +274,44 @@ def test_hyperparameters_are_string_parameters_the_train_cli_accepts(spot: dict[
     values = {name: defaults[param] for name, param in pipeline_contract.TRAINING_HYPERPARAMETERS.items()}
     args = parse_args(["--data", "d", "--outdir", "o", "--checkpoint-dir", "c", *hyperparameter_args(values)])
     assert (args.kimg, args.batch, args.gamma, args.resolution, args.cfg) == (2000.0, 16, 2.0, 512, "paper512")
-    assert (args.lr, args.mirror, args.snapshot_kimg) == (0.0025, True, 50.0)
+    assert (args.lr, args.mirror, args.snapshot_kimg) == (None, True, 50.0)  # LearningRate 0: the preset's
+
+
+def resolved_training(definition: dict[str, Any], **given: str) -> tuple[str, TrainingPreset]:
+    """The cfg and training values a run of this definition trains with: its default parameters overridden by
+    `given` (what start-pipeline-execution passes), through the image's entry point and the train CLI."""
+    from runtime.pipeline.stylegan2.train import parse_args, train_options
+    from runtime.pipeline.stylegan2.training_loop import resolved_training_values
+
+    values = {p["Name"]: str(p["DefaultValue"]) for p in definition["Parameters"]} | given
+    hyperparameters = {name: values[param] for name, param in pipeline_contract.TRAINING_HYPERPARAMETERS.items()}
+    args = parse_args(["--data", "d", "--outdir", "o", "--checkpoint-dir", "c", *hyperparameter_args(hyperparameters)])
+    options = train_options(args, on_gpu=False)
+    return options.cfg, resolved_training_values(options, gpus=1)
+
+
+@pytest.mark.parametrize("resolution", [256, 512, 1024])
+def test_a_default_run_trains_the_preset_exactly(offline: None, resolution: int) -> None:
+    definition = render(PipelineConfig(resolution=resolution))
+    defaults = {p["Name"]: p["DefaultValue"] for p in definition["Parameters"]}
+    assert (defaults["Batch"], defaults["Gamma"], defaults["LearningRate"]) == (0, -1.0, 0.0)
+    cfg, values = resolved_training(definition)
+    assert cfg == f"paper{resolution}"
+    assert values == training_preset(cfg, resolution=resolution)
+    assert (values.batch, values.gamma, values.lr) == {
+        256: (64, 1.0, 0.0025),
+        512: (64, 0.5, 0.0025),
+        1024: (32, 2.0, 0.002),
+    }[resolution]
+
+
+def test_explicit_batch_gamma_and_lr_override_the_preset(spot: dict[str, Any], on_demand: dict[str, Any]) -> None:
+    # cdk.json's pipeline.batch / gamma become the parameters' defaults (CONFIG: 16 and 2.0)...
+    assert (resolved_training(spot)[1].batch, resolved_training(spot)[1].gamma) == (16, 2.0)
+    # ...and a value given at start-pipeline-execution wins over the preset's.
+    cfg, values = resolved_training(on_demand, Batch="8", Gamma="0.0", LearningRate="0.001")
+    assert (cfg, values.batch, values.gamma, values.lr) == ("paper256", 8, 0.0, 0.001)
+    assert (values.ema_kimg, values.pl_weight) == (20.0, 2.0)  # the rest stays the preset's
 
 
 def test_export_step_scores_and_exports_per_execution_and_publishes_nothing_itself(spot: dict[str, Any]) -> None:

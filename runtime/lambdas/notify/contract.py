@@ -20,6 +20,11 @@ RUNS_PREFIX = "stylegan/runs/"
 FEATURE_EXTRACTOR_PREFIX = "stylegan/feature-extractor/"
 # The training code's model presets (runtime/pipeline/stylegan2/config.py PRESETS).
 MODEL_PRESETS = ("auto", "cifar", "paper256", "paper512", "paper1024", "small", "stylegan2", "tiny")
+# Batch, Gamma and LearningRate values that mean "the preset's own value" (runtime/pipeline/stylegan2/contract.py
+# CFG_BATCH, CFG_GAMMA, CFG_LEARNING_RATE; any negative Gamma means the same).
+CFG_BATCH = 0
+CFG_GAMMA = -1.0
+CFG_LEARNING_RATE = 0.0
 
 # What a pipeline step asks of the function (the event's "action"); EventBridge's status events carry none.
 ACTION = "action"

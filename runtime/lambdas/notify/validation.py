@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 from botocore.exceptions import ClientError
 
 from ...common.errors import InputError
-from .contract import FEATURE_EXTRACTOR_PREFIX, MODEL_PRESETS
+from .contract import CFG_BATCH, CFG_GAMMA, CFG_LEARNING_RATE, FEATURE_EXTRACTOR_PREFIX, MODEL_PRESETS
 
 _INSTANCE_TYPE = re.compile(r"ml\.[a-z0-9-]+\.[a-z0-9]+")
 # CreateTrainingJob's limit on MaxRuntimeInSeconds and MaxWaitTimeInSeconds (28 days).
@@ -62,9 +62,14 @@ def parameter_problems(params: Mapping[str, Any], *, datasets_bucket: str, model
     )
     need("ModelPreset", lambda value: value in MODEL_PRESETS, f"one of {', '.join(MODEL_PRESETS)}")
     need("Kimg", lambda value: (number := _number(value)) is not None and number > 0, "a positive number")
-    need("Batch", integer_in(1, 4096), "an integer from 1 to 4096")
-    need("Gamma", lambda value: (number := _number(value)) is not None and number >= 0, "a number >= 0")
-    need("LearningRate", lambda value: (number := _number(value)) is not None and 0 < number < 1, "between 0 and 1")
+    # CFG_BATCH, a negative Gamma and CFG_LEARNING_RATE (the defaults) stand for the ModelPreset's own values.
+    need("Batch", integer_in(CFG_BATCH, 4096), f"an integer from 1 to 4096, or {CFG_BATCH} (the preset's)")
+    need("Gamma", lambda value: _number(value) is not None, f"a number (negative, e.g. {CFG_GAMMA}: the preset's)")
+    need(
+        "LearningRate",
+        lambda value: (number := _number(value)) is not None and (number == CFG_LEARNING_RATE or 0 < number < 1),
+        f"between 0 and 1, or {CFG_LEARNING_RATE:g} (the preset's)",
+    )
     need("Mirror", lambda value: _integer(value) in (0, 1), "0 or 1")
     need("SnapshotKimg", lambda value: (number := _number(value)) is not None and number > 0, "a positive number")
     need("MaxRunSeconds", integer_in(1, MAX_TRAINING_SECONDS), f"an integer from 1 to {MAX_TRAINING_SECONDS}")
@@ -79,7 +84,7 @@ def parameter_problems(params: Mapping[str, Any], *, datasets_bucket: str, model
                 "so MaxWaitSeconds must be at least MaxRunSeconds"
             )
     batch, count = _integer(params.get("Batch")), _integer(params.get("TrainingInstanceCount"))
-    if batch is not None and count is not None and count > 0 and batch % count:
+    if batch is not None and batch != CFG_BATCH and count is not None and count > 0 and batch % count:
         problems.append(f"Batch ({batch}) must divide evenly over TrainingInstanceCount ({count}) instances")
     for name, bucket, prefix in (
         ("InputDataUri", datasets_bucket, ""),

@@ -66,6 +66,12 @@ TRAINING_HYPERPARAMETERS: dict[str, str] = {
     "mirror": "Mirror",
     "snapshot-kimg": "SnapshotKimg",
 }
+# The values of Batch, Gamma and LearningRate (the pipeline's defaults) that mean "the cfg's own value": a run with
+# the default parameters trains the ModelPreset as it is defined (config.TRAINING_PRESETS); any other value
+# overrides it. The train CLI reads --batch 0, a negative --gamma and --lr 0 the same way.
+CFG_BATCH = 0
+CFG_GAMMA = -1.0
+CFG_LEARNING_RATE = 0.0
 
 # The step image: its build context is the repository's runtime/ folder (so runtime/common ships beside the step
 # code) and its Dockerfile path is relative to that context:

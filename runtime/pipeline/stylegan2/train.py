@@ -18,6 +18,7 @@ import torch
 from .augment import AUGPIPES
 from .cli import configure_step_logging, env_path, str2bool
 from .config import CFG_NAMES
+from .contract import CFG_BATCH, CFG_LEARNING_RATE
 from .dataset import ImageDataset
 from .distributed import init_distributed, shutdown
 from .training_loop import Trainer, TrainOptions, log
@@ -48,9 +49,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=Path("/opt/ml/checkpoints") if Path("/opt/ml").is_dir() else Path("output/checkpoints"),
     )
     parser.add_argument("--kimg", type=float, default=1000.0, help="training length in thousands of real images shown")
-    parser.add_argument("--batch", type=int, default=None, help="total batch over all GPUs (default: the cfg's)")
-    parser.add_argument("--gamma", type=float, default=None, help="R1 weight (default: the cfg's)")
-    parser.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: the cfg's)")
+    parser.add_argument("--batch", type=int, default=None, help="total batch over all GPUs (default or 0: the cfg's)")
+    parser.add_argument("--gamma", type=float, default=None, help="R1 weight (default or negative: the cfg's)")
+    parser.add_argument("--lr", type=float, default=None, help="Adam learning rate (default or 0: the cfg's)")
     parser.add_argument("--resolution", type=int, default=None, help="default: the dataset's")
     parser.add_argument("--mirror", type=str2bool, default=False, help="random left-right flips of real images")
     parser.add_argument("--snap", type=int, default=None, help="checkpoint every SNAP ticks (a tick is --tick-kimg)")
@@ -82,8 +83,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("--snap must be a positive number of ticks")
     if args.snapshot_kimg is None:
         args.snapshot_kimg = args.snap * args.tick_kimg if args.snap is not None else 50.0
-    if args.kimg <= 0 or args.snapshot_kimg <= 0 or args.tick_kimg <= 0 or (args.batch is not None and args.batch <= 0):
-        parser.error("--kimg, --snapshot-kimg, --tick-kimg and --batch must be positive")
+    # The pipeline's default parameters (contract.CFG_BATCH, CFG_GAMMA, CFG_LEARNING_RATE) stand for the cfg's values.
+    args.batch = None if args.batch == CFG_BATCH else args.batch
+    args.gamma = None if args.gamma is not None and args.gamma < 0 else args.gamma
+    args.lr = None if args.lr == CFG_LEARNING_RATE else args.lr
+    if args.kimg <= 0 or args.snapshot_kimg <= 0 or args.tick_kimg <= 0 or (args.batch is not None and args.batch < 0):
+        parser.error("--kimg, --snapshot-kimg and --tick-kimg must be positive, --batch positive or 0 (the cfg's)")
+    if args.lr is not None and not 0 < args.lr < 1:
+        parser.error("--lr must be between 0 and 1 (0: the cfg's)")
     if [m.strip() for m in args.metrics.split(",")] != ["none"]:
         parser.error(f"--metrics {args.metrics!r}: only 'none' (the pipeline's evaluate step computes FID/KID)")
     if args.gpus is not None and args.gpus < 1:
@@ -126,25 +133,9 @@ def dataset_resolution(data: Path) -> int:
         return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run training; exit code 0 when finished, 128 + signal number when stopped by a signal."""
-    raw_args = list(sys.argv[1:] if argv is None else argv)
-    args = parse_args(raw_args)
-    configure_step_logging()
-    try:
-        check_gpus(args.gpus, int(os.environ.get("WORLD_SIZE", "0")) or visible_gpus())
-    except ValueError as exc:
-        log(f"error: {exc}", level=logging.ERROR)
-        return 1
-    relaunch_under_torchrun(raw_args, requested=args.gpus)
-    env = init_distributed(device=args.device)
-    on_gpu = env.device.type == "cuda"
-    tf32 = on_gpu if args.tf32 is None else args.tf32 and on_gpu
-    if on_gpu:
-        torch.backends.cuda.matmul.allow_tf32 = tf32
-        torch.backends.cudnn.allow_tf32 = tf32
-        torch.backends.cudnn.benchmark = True
-    options = TrainOptions(
+def train_options(args: argparse.Namespace, *, on_gpu: bool) -> TrainOptions:
+    """TrainOptions from parsed flags (the GPU-only speed-ups default to on with CUDA)."""
+    return TrainOptions(
         data=args.data,
         outdir=args.outdir,
         checkpoint_dir=args.checkpoint_dir,
@@ -167,6 +158,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         channels_last=on_gpu if args.channels_last is None else args.channels_last,
         tick_kimg=args.tick_kimg,
     )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run training; exit code 0 when finished, 128 + signal number when stopped by a signal."""
+    raw_args = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(raw_args)
+    configure_step_logging()
+    try:
+        check_gpus(args.gpus, int(os.environ.get("WORLD_SIZE", "0")) or visible_gpus())
+    except ValueError as exc:
+        log(f"error: {exc}", level=logging.ERROR)
+        return 1
+    relaunch_under_torchrun(raw_args, requested=args.gpus)
+    env = init_distributed(device=args.device)
+    on_gpu = env.device.type == "cuda"
+    tf32 = on_gpu if args.tf32 is None else args.tf32 and on_gpu
+    if on_gpu:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
+        torch.backends.cudnn.benchmark = True
+    options = train_options(args, on_gpu=on_gpu)
     try:
         trainer = Trainer(options, env=env)
     except (FileNotFoundError, ValueError) as exc:

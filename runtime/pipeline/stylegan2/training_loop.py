@@ -7,7 +7,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ import torch
 
 from . import checkpoint
 from .augment import ada_adjust, ada_augment, diff_augment
-from .config import CFG_NAMES, ModelConfig, preset, training_preset
+from .config import CFG_NAMES, ModelConfig, TrainingPreset, preset, training_preset
 from .dataset import ImageDataset
 from .distributed import DistEnv, any_rank, average_, average_gradients, check_in_sync, gather
 from .loss import discriminator_loss, generator_loss, path_length_penalty, r1_penalty
@@ -72,6 +72,21 @@ def log(message: str, *, level: int = logging.INFO) -> None:
     LOG.log(level, message)
 
 
+def resolved_training_values(options: TrainOptions, *, gpus: int) -> TrainingPreset:
+    """The cfg's training values (config.training_preset) with each option that is set taking its place."""
+    defaults = training_preset(options.cfg, resolution=options.resolution, gpus=gpus)
+    overrides: dict[str, Any] = {
+        "batch": options.batch,
+        "gamma": options.gamma,
+        "lr": options.lr,
+        "pl_weight": options.pl_weight,
+        "mixing_prob": options.mixing_prob,
+        "ema_kimg": options.ema_kimg,
+        "ema_rampup": options.ema_rampup,
+    }
+    return replace(defaults, **{name: value for name, value in overrides.items() if value is not None})
+
+
 class _TickStats:
     """Running sums of the losses between two log ticks."""
 
@@ -99,14 +114,10 @@ class Trainer:
         if options.cfg not in CFG_NAMES:
             raise ValueError(f"unknown cfg {options.cfg!r}; choose from {sorted(CFG_NAMES)}")
         gpus = self.env.world_size
-        defaults = training_preset(options.cfg, resolution=options.resolution, gpus=gpus)
-        self.lr = defaults.lr if options.lr is None else options.lr
-        self.pl_weight = defaults.pl_weight if options.pl_weight is None else options.pl_weight
-        self.mixing_prob = defaults.mixing_prob if options.mixing_prob is None else options.mixing_prob
-        self.batch = defaults.batch if options.batch is None else options.batch
-        self.gamma = defaults.gamma if options.gamma is None else options.gamma
-        self.ema_kimg = options.ema_kimg if options.ema_kimg is not None else defaults.ema_kimg
-        self.ema_rampup = options.ema_rampup if options.ema_rampup is not None else defaults.ema_rampup
+        values = resolved_training_values(options, gpus=gpus)
+        self.lr, self.pl_weight, self.mixing_prob = values.lr, values.pl_weight, values.mixing_prob
+        self.batch, self.gamma = values.batch, values.gamma
+        self.ema_kimg, self.ema_rampup = values.ema_kimg, values.ema_rampup
         if self.batch % self.env.world_size:
             raise ValueError(f"--batch {self.batch} must be divisible by the {self.env.world_size} GPUs")
         self.batch_gpu = self.batch // self.env.world_size

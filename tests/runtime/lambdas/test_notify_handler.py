@@ -306,6 +306,9 @@ def test_consistent_parameters_pass(uploaded: dict[str, str]) -> None:
     del without_spot["MaxWaitSeconds"]  # on-demand environments have no such parameter
     assert notify.handler(without_spot, None) == {"status": "valid"}
     assert notify.handler(parameters(Mirror="0", Kimg="0.5"), None) == {"status": "valid"}  # strings from a person
+    # The pipeline's defaults: the preset's batch, gamma and lr (its batch is the trainer's to check per GPU).
+    preset = parameters(Batch=0, Gamma=-1.0, LearningRate=0.0, TrainingInstanceCount=3)
+    assert notify.handler(preset, None) == {"status": "valid"}
 
 
 @pytest.mark.parametrize(
@@ -317,7 +320,9 @@ def test_consistent_parameters_pass(uploaded: dict[str, str]) -> None:
         ({"ModelPreset": "paper2048"}, "ModelPreset must be one of"),
         ({"Batch": 30, "TrainingInstanceCount": 4}, "Batch (30) must divide evenly over TrainingInstanceCount (4)"),
         ({"TrainingInstanceType": "g5.2xlarge"}, "TrainingInstanceType must be ml.<family>.<size>"),
-        ({"LearningRate": 0}, "LearningRate must be between 0 and 1, got 0"),
+        ({"LearningRate": 1}, "LearningRate must be between 0 and 1, or 0 (the preset's), got 1"),
+        ({"Batch": -1}, "Batch must be an integer from 1 to 4096, or 0 (the preset's), got -1"),
+        ({"Gamma": "strong"}, "Gamma must be a number"),
         ({"QualitySamples": 1}, "QualitySamples must be an integer of at least 2"),
         ({"MaxFid": "high"}, "MaxFid must be a number"),
         (

@@ -15,6 +15,7 @@ import itertools
 import pytest
 import torch
 
+from runtime.pipeline.stylegan2 import onnx_graph
 from runtime.pipeline.stylegan2.networks import (
     EqualConv2d,
     conv_transpose_stride2,
@@ -89,6 +90,20 @@ def test_upsampling_conv_matches_the_closed_form(polyphase: bool) -> None:
     expected = _upsample_conv_closed_form(x, w)
     assert y.shape == (2, 2, 8, 6)
     torch.testing.assert_close(y, expected, rtol=0, atol=1e-12)  # every pixel: interior and border
+
+
+def test_exported_graph_forms_match_the_closed_forms() -> None:
+    """onnx_graph's rewrites (self-padding phase convs, blur as a padded depthwise conv) on every pixel."""
+    torch.manual_seed(1)
+    kernel = fir_kernel().double()
+    x = torch.randn(2, 3, 4, 5, dtype=torch.float64)
+    w = torch.randn(2, 3, 3, 3, dtype=torch.float64)
+    y = onnx_graph.blur(onnx_graph.phase_conv_transpose(x, w), kernel, pad=(1, 0, 1, 0), gain=4.0)
+    assert y.shape == (2, 2, 8, 10)
+    torch.testing.assert_close(y, _upsample_conv_closed_form(x, w), rtol=0, atol=1e-12)
+    img = torch.randn(2, 3, 5, 4, dtype=torch.float64)
+    expected = _upsample_matrix(5) @ img @ _upsample_matrix(4).T
+    torch.testing.assert_close(onnx_graph.upsample_image(img, kernel), expected, rtol=0, atol=1e-12)
 
 
 def test_transposed_conv_does_not_flip_the_weight() -> None:
