@@ -9,11 +9,13 @@ from typing import Any
 from aws_cdk import Annotations, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudfront as cloudfront
 from aws_cdk import aws_cloudfront_origins as origins
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_deployment as s3deploy
 from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
 
+from infra.components.log_retention import set_retention_days
 from runtime.web import contract
 
 INDEX = "index.html"
@@ -57,6 +59,7 @@ class WebSite(Construct):
         access_logs_bucket: s3.IBucket,
         access_logs_prefix: str,
         price_class: str,
+        log_retention_days: int,
     ) -> None:
         super().__init__(scope, construct_id)
         if not (static_dir / INDEX).is_file():
@@ -129,6 +132,9 @@ class WebSite(Construct):
                 )
             },
         )
+        # Its own group, so CDK does not create a retained, named one for the deployment handler.
+        self.deployment_logs = logs.LogGroup(self, "DeployLogs", removal_policy=RemovalPolicy.DESTROY)
+        set_retention_days(self.deployment_logs, log_retention_days)
         self.deployment = s3deploy.BucketDeployment(
             self,
             "Deploy",
@@ -140,6 +146,7 @@ class WebSite(Construct):
             distribution=self.distribution,
             distribution_paths=["/*"],
             memory_limit=256,
+            log_group=self.deployment_logs,
         )
 
         NagSuppressions.add_resource_suppressions(

@@ -151,6 +151,7 @@ class WebStudio(Construct):
             access_logs_bucket=access_logs_bucket,
             access_logs_prefix=PAGE_ACCESS_LOGS_PREFIX,
             price_class=web.price_class,
+            log_retention_days=config.log_retention_days,
         )
 
     @property
