@@ -363,7 +363,9 @@ class WebConfig(_Settings, frozen=True):
     # bucket cannot name the distribution (Storage deploys first) and presigned URLs are bearer tokens; S3 sends no
     # cookies, so an origin gains nothing it does not already hold in the URL.
     cors_allowed_origins: Annotated[
-        tuple[Annotated[str, _matches(r"\*|https?://[A-Za-z0-9.:-]+", "must be '*' or an origin like https://x.y")], ...],
+        tuple[
+            Annotated[str, _matches(r"\*|https?://[A-Za-z0-9.:-]+", "must be '*' or an origin like https://x.y")], ...
+        ],
         Field(strict=False),
         _check(lambda origins: len(origins) >= 1, "needs at least one origin"),
         AfterValidator(_no_duplicates),

@@ -61,7 +61,9 @@ class CostBudget(Construct):
                         threshold=threshold.percent,
                         threshold_type="PERCENTAGE",
                     ),
-                    subscribers=[budgets.CfnBudget.SubscriberProperty(subscription_type="SNS", address=alerts.topic_arn)],
+                    subscribers=[
+                        budgets.CfnBudget.SubscriberProperty(subscription_type="SNS", address=alerts.topic_arn)
+                    ],
                 )
                 for threshold in THRESHOLDS
             ],

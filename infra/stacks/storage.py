@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -108,7 +109,8 @@ class StorageStack(Stack):
         for prefix in external_access_log_prefixes:
             self.access_logs_bucket.add_to_resource_policy(
                 iam.PolicyStatement(
-                    sid="S3ServerAccessLogs" + "".join(part.capitalize() for part in prefix.split("/") if part),
+                    sid="S3ServerAccessLogs"
+                    + "".join(part.capitalize() for part in re.split(r"[^A-Za-z0-9]+", prefix)),
                     principals=[iam.ServicePrincipal("logging.s3.amazonaws.com")],
                     actions=["s3:PutObject"],
                     resources=[self.access_logs_bucket.arn_for_objects(f"{prefix}*")],

@@ -175,9 +175,7 @@ class WebSite(Construct):
         )
 
         handler = next(
-            child
-            for child in Stack.of(self).node.children
-            if child.node.id.startswith("Custom::CDKBucketDeployment")
+            child for child in Stack.of(self).node.children if child.node.id.startswith("Custom::CDKBucketDeployment")
         )
         NagSuppressions.add_resource_suppressions(
             handler,

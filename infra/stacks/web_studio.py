@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,9 +42,7 @@ def generate_sizes(max_side: int) -> list[list[int]]:
     return [[w, h] for w, h in DIFFUSION_SIZES if max(w, h) <= max_side]
 
 
-def api_environment(
-    *, config: CartoonizerConfig, outputs_bucket_name: str, targets: StudioTargets
-) -> dict[str, str]:
+def api_environment(*, config: CartoonizerConfig, outputs_bucket_name: str, targets: StudioTargets) -> dict[str, str]:
     """What the API function reads (runtime/web/contract.py), but its table, which the API construct adds."""
     web = config.web
     return {
@@ -70,9 +67,7 @@ def api_environment(
     }
 
 
-def page_config(
-    *, config: CartoonizerConfig, region: str, client_id: str, generate_enabled: bool
-) -> dict[str, Any]:
+def page_config(*, config: CartoonizerConfig, region: str, client_id: str, generate_enabled: bool) -> dict[str, Any]:
     """The page's config.json (docs/web-studio.md): where to sign in, the API, limits to show, whether to generate."""
     web = config.web
     return {
@@ -123,9 +118,7 @@ class WebStudio(Construct):
             repo_root=repo_root,
             issuer=self.auth.issuer,
             audience=self.auth.client.user_pool_client_id,
-            environment=api_environment(
-                config=config, outputs_bucket_name=outputs_bucket.bucket_name, targets=targets
-            ),
+            environment=api_environment(config=config, outputs_bucket_name=outputs_bucket.bucket_name, targets=targets),
             reserved_concurrency=web.api_reserved_concurrency,
             throttle_rate_per_second=web.api_throttle_rate_per_second,
             throttle_burst=web.api_throttle_burst,

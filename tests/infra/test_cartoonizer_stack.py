@@ -46,7 +46,9 @@ def _cartoonizer(env_name: str) -> SynthesizedStack:
 def _without_studio(stack: SynthesizedStack) -> SynthesizedStack:
     template = stack.json
     resources = {k: v for k, v in template["Resources"].items() if not k.startswith(STUDIO_PREFIXES)}
-    return SynthesizedStack(stack.env_name, stack.name, stack.stack, Template.from_json({**template, "Resources": resources}))
+    return SynthesizedStack(
+        stack.env_name, stack.name, stack.stack, Template.from_json({**template, "Resources": resources})
+    )
 
 
 def _storage(env_name: str) -> SynthesizedStack:

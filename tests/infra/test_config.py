@@ -187,7 +187,8 @@ def _error(envs: dict[str, Any], env_name: str = "dev") -> str:
             "dev.storage.retain_dataa",
             False,
             "envs.dev.storage.retain_dataa: unknown key; expected one of "
-            "['access_logs_expiry_days', 'alerts_email', 'budget', 'github_diff', 'outputs_expiry_days', 'retain_data']",
+            "['access_logs_expiry_days', 'alerts_email', 'budget', 'github_diff', 'outputs_expiry_days', "
+            "'retain_data']",
         ),
         ("dev.storage.outputs_expiry_days", "7", "envs.dev.storage.outputs_expiry_days: expected an integer, got '7'"),
         ("dev.storage.outputs_expiry_days", 7.0, "envs.dev.storage.outputs_expiry_days: expected an integer, got 7.0"),
@@ -263,7 +264,11 @@ def _error(envs: dict[str, Any], env_name: str = "dev") -> str:
             "envs.dev.cartoonizer.web.price_class: 'PriceClass_50' is not one of "
             "['PriceClass_100', 'PriceClass_200', 'PriceClass_All']",
         ),
-        ("dev.cartoonizer.web.api_reserved_concurrency", 0, "envs.dev.cartoonizer.web.api_reserved_concurrency: must be 1..1000"),
+        (
+            "dev.cartoonizer.web.api_reserved_concurrency",
+            0,
+            "envs.dev.cartoonizer.web.api_reserved_concurrency: must be 1..1000",
+        ),
         ("dev.cartoonizer.web.linkexpiry", 60, None),
     ],
 )
