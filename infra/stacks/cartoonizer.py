@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aws_cdk import CfnOutput, RemovalPolicy, Stack
+from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
@@ -238,6 +238,11 @@ class CartoonizerStack(Stack):
             removal_policy=removal_policy,
         )
         self._grant_studio(studio.api, outputs_bucket)
+        # The studio starts image jobs as events and fails a job without progress after stale_after_seconds: a
+        # retry, or an event that waited longer than that, would run an image nobody is waiting for any more.
+        self.images.function.configure_async_invoke(
+            retry_attempts=0, max_event_age=Duration.seconds(config.web.stale_after_seconds)
+        )
         for output_id, value, description in (
             ("StudioUrl", studio.site.url, "The web studio (sign in with a user an operator invited)"),
             ("UserPoolId", studio.auth.user_pool.user_pool_id, "Cognito user pool of the studio's users"),

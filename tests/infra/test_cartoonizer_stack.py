@@ -375,6 +375,7 @@ IDLE_FREE = {
     "AWS::IAM::Role",
     "AWS::IAM::Policy",
     "AWS::Lambda::Function",
+    "AWS::Lambda::EventInvokeConfig",
     "AWS::Logs::LogGroup",
     "AWS::CloudWatch::Alarm",
     "AWS::KMS::Key",

@@ -79,6 +79,12 @@ def _api_statements(stack: SynthesizedStack) -> list[dict[str, Any]]:
     ]
 
 
+def _image_function(stack: SynthesizedStack) -> str:
+    """Logical id of the Cartoonizer's image function."""
+    (logical_id,) = [k for k in resources_of_type(stack.json, "AWS::Lambda::Function") if k.startswith("Images")]
+    return logical_id
+
+
 def _function(stack: SynthesizedStack) -> dict[str, Any]:
     (function,) = [
         f["Properties"]
@@ -247,7 +253,7 @@ def test_api_function_has_exactly_the_access_its_jobs_need(env_name: str) -> Non
         *(("s3:PutObject", f"{outputs}/{prefix}*") for prefix in writes),
         *(("s3:GetObject", f"{outputs}/{prefix}*") for prefix in reads),
         ("s3:ListBucket", outputs),
-        ("lambda:InvokeFunction", _ref(ids("ImagesFunction"), "Arn")),
+        ("lambda:InvokeFunction", _ref(_image_function(stack), "Arn")),
         *(
             (action, endpoint + name)
             for action in ("sagemaker:InvokeEndpointAsync", "sagemaker:DescribeEndpoint")
@@ -264,6 +270,18 @@ def test_api_function_has_exactly_the_access_its_jobs_need(env_name: str) -> Non
     assert contract.CARTOON_RESULTS_PREFIX.startswith(cartoonizer_contract.RESULTS_PREFIX)
     assert contract.VIDEO_JOBS_PREFIX.startswith(cartoonizer_contract.ASYNC_INPUT_PREFIX)
     assert contract.GENERATE_JOBS_PREFIX.startswith(diffusion_contract.ASYNC_INPUT_PREFIX)
+
+
+@pytest.mark.parametrize("env_name", ENVS)
+def test_image_jobs_the_studio_starts_are_never_retried_or_run_after_it_gave_up(env_name: str) -> None:
+    app = synth_env(env_name)
+    stack = _cartoonizer(app)
+    image_function = _image_function(stack)
+    _, config = _one(stack, "AWS::Lambda::EventInvokeConfig")
+    properties = config["Properties"]
+    assert properties["FunctionName"] == {"Ref": image_function}
+    assert properties["MaximumRetryAttempts"] == 0
+    assert properties["MaximumEventAgeInSeconds"] == app.config.cartoonizer.web.stale_after_seconds
 
 
 def test_a_realtime_diffusion_endpoint_turns_generate_off() -> None:
@@ -292,7 +310,7 @@ def test_api_function_runs_the_web_handler_with_the_contract_settings(env_name: 
     assert web.api_reserved_concurrency == (10 if env_name == "prod" else None)
     storage = app.stacks.storage
     (table_id,) = [k for k in stack.json["Resources"] if k.startswith("StudioApiJobs")]
-    (image_function,) = [k for k in stack.json["Resources"] if k.startswith("ImagesFunction")]
+    image_function = _image_function(stack)
     environment = {k: render(v, app) for k, v in function["Environment"]["Variables"].items()}
     assert environment == {
         contract.ENV_TABLE: _ref(table_id),
