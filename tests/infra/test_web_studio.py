@@ -10,21 +10,14 @@ import re
 from pathlib import Path
 from typing import Any
 
-import aws_cdk as cdk
 import pytest
-from aws_cdk import aws_lambda as lambda_
-from aws_cdk.assertions import Template
 
-from infra.config import DIFFUSION_MAX_IMAGES, DIFFUSION_MAX_SIDE, DIFFUSION_MAX_STEPS, DIFFUSION_SIZES, load_config
-from infra.stacks.web_api import CODE_EXCLUDES, HANDLER
-from infra.stacks.web_auth import WebAuth
-from infra.stacks.web_studio import generate_sizes
+from infra.config import load_config
 from runtime.cartoonizer import contract as cartoonizer_contract
 from runtime.endpoint import contract as diffusion_contract
 from runtime.web import contract
 from tests.infra.intrinsics import as_list, render, value_of
 from tests.infra.synth import (
-    REPO_ROOT,
     SynthesizedApp,
     SynthesizedStack,
     opt_in_app,
@@ -339,22 +332,6 @@ def test_api_function_runs_the_web_handler_with_the_contract_settings(env_name: 
     assert stack.json["Resources"][group]["Properties"]["RetentionInDays"] == config.log_retention_days
 
 
-def test_api_code_ships_only_the_runtime_package_with_its_web_and_common_parts() -> None:
-    stack = cdk.Stack(cdk.App())
-    code = lambda_.Code.from_asset(str(REPO_ROOT), exclude=list(CODE_EXCLUDES), ignore_mode=cdk.IgnoreMode.GIT)
-    code.bind(stack)
-    (staging,) = [c for c in stack.node.find_all() if isinstance(c, cdk.AssetStaging)]
-    root = Path(staging.absolute_staged_path)
-    files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
-    assert "runtime/__init__.py" in files and "runtime/web/contract.py" in files
-    assert any(f.startswith("runtime/common/") for f in files)
-    for name in files:
-        assert name == "runtime/__init__.py" or name.startswith(("runtime/web/", "runtime/common/")), name
-        assert not name.startswith(("runtime/web/static/", "runtime/web/local/")), name
-        assert "__pycache__" not in name
-    assert HANDLER.startswith("runtime.web.")
-
-
 @pytest.mark.parametrize("env_name", ENVS)
 def test_stage_is_throttled_and_logs_every_request(env_name: str) -> None:
     app = synth_env(env_name)
@@ -447,17 +424,6 @@ def test_users_are_invited_by_default_and_sign_in_without_a_client_secret(env_na
     assert client_properties["PreventUserExistenceErrors"] == "ENABLED"
 
 
-def test_self_sign_up_is_a_switch() -> None:
-    def allows_only_admins(self_sign_up: bool) -> bool:
-        stack = cdk.Stack(cdk.App())
-        WebAuth(stack, "Auth", self_sign_up=self_sign_up, pool_name="p", removal_policy=cdk.RemovalPolicy.DESTROY)
-        (pool,) = resources_of_type(Template.from_stack(stack).to_json(), "AWS::Cognito::UserPool").values()
-        return pool["Properties"]["AdminCreateUserConfig"]["AllowAdminCreateUserOnly"]  # type: ignore[no-any-return]
-
-    assert allows_only_admins(False) is True
-    assert allows_only_admins(True) is False
-
-
 def _page_config(app: SynthesizedApp) -> dict[str, Any]:
     """config.json as the deployment writes it: the staged file with its deploy-time markers filled in."""
     stack = _cartoonizer(app)
@@ -501,21 +467,6 @@ def test_page_config_names_cognito_the_client_and_the_limits(env_name: str) -> N
     distribution_id, _ = _one(_cartoonizer(app), "AWS::CloudFront::Distribution")
     assert deployment["Properties"]["DistributionId"] == {"Ref": distribution_id}
     assert deployment["Properties"]["DistributionPaths"] == ["/*"]
-
-
-def test_generate_sizes_stay_within_the_side_limit() -> None:
-    assert generate_sizes(512) == [[512, 512]]
-    assert generate_sizes(768) == [list(size) for size in DIFFUSION_SIZES]
-
-
-def test_studio_limits_match_the_diffusion_servers_defaults() -> None:
-    from runtime.endpoint.settings import Settings
-
-    fields = Settings.model_fields
-    assert fields["max_side"].default == DIFFUSION_MAX_SIDE
-    assert fields["max_steps"].default == DIFFUSION_MAX_STEPS
-    assert fields["max_images"].default == DIFFUSION_MAX_IMAGES
-    assert fields["sizes"].default == DIFFUSION_SIZES
 
 
 @pytest.mark.parametrize("env_name", ENVS)
