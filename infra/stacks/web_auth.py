@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cognito as cognito
 from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
@@ -84,5 +84,6 @@ class WebAuth(Construct):
 
     @property
     def issuer(self) -> str:
-        """The JWT issuer of the pool's tokens."""
-        return self.user_pool.user_pool_provider_url
+        """The `iss` claim of the pool's tokens, which the JWT authorizer must match exactly (with the scheme)."""
+        # Built like CDK's HttpUserPoolAuthorizer does; the pool's ProviderName attribute has no https:// prefix.
+        return f"https://cognito-idp.{Stack.of(self).region}.amazonaws.com/{self.user_pool.user_pool_id}"

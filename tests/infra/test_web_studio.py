@@ -200,11 +200,13 @@ def test_every_route_needs_a_token_from_the_studios_user_pool(env_name: str) -> 
     properties = authorizer["Properties"]
     assert properties["AuthorizerType"] == "JWT"
     assert properties["IdentitySource"] == ["$request.header.Authorization"]
-    # ProviderURL is https://cognito-idp.<region>.amazonaws.com/<pool id>, the issuer of the pool's tokens.
-    assert properties["JwtConfiguration"] == {
-        "Issuer": {"Fn::GetAtt": [pool_id, "ProviderURL"]},
-        "Audience": [{"Ref": client_id}],
-    }
+    # Exactly the `iss` claim of the pool's tokens (the authorizer compares strings).
+    jwt = properties["JwtConfiguration"]
+    assert (
+        render(jwt["Issuer"], synth_env(env_name))
+        == f"https://cognito-idp.${{AWS::Region}}.amazonaws.com/{_ref(pool_id)}"
+    )
+    assert jwt["Audience"] == [{"Ref": client_id}]
     (integration,) = resources_of_type(stack.json, "AWS::ApiGatewayV2::Integration").values()
     assert integration["Properties"]["IntegrationType"] == "AWS_PROXY"
 
