@@ -13,7 +13,8 @@ from infra.stacks.bot import BotStack
 from infra.stacks.cartoonizer import CartoonizerStack
 from infra.stacks.diffusion import DiffusionStack
 from infra.stacks.pipeline import PipelineStack
-from infra.stacks.storage import ImageSystem, StorageStack
+from infra.stacks.storage import BrowserAccess, ImageSystem, StorageStack
+from infra.stacks.web_studio import PAGE_ACCESS_LOGS_PREFIX
 from runtime.cartoonizer import contract as cartoonizer_contract
 from runtime.pipeline.stylegan2 import contract as pipeline_contract
 
@@ -44,6 +45,7 @@ class GenArtStacks:
 def build_app(app: cdk.App, config: EnvConfig) -> GenArtStacks:
     """Add all stacks for one environment to app and run cdk-nag AwsSolutions over them."""
     env = cdk.Environment(account=config.account, region=config.region)
+    web = config.cartoonizer.web
     storage = StorageStack(
         app,
         f"{config.prefix}-Storage",
@@ -53,6 +55,8 @@ def build_app(app: cdk.App, config: EnvConfig) -> GenArtStacks:
         early_expiry_days={cartoonizer_contract.INPUTS_PREFIX: config.cartoonizer.inputs_expiry_days},
         # Pruned or overwritten StyleGAN2 checkpoints (about 0.7 GB each at paper256) are gone within a day.
         short_lived_model_prefixes=(f"{pipeline_contract.CHECKPOINTS_PREFIX}/",),
+        browser_access=BrowserAccess(web.cors_allowed_origins) if web.enabled else None,
+        external_access_log_prefixes=(PAGE_ACCESS_LOGS_PREFIX,) if web.enabled else (),
         env=env,
         description="GenArt: buckets, the Discord bot token secret, image repositories, the ops-alerts topic",
     )
@@ -101,10 +105,14 @@ def build_app(app: cdk.App, config: EnvConfig) -> GenArtStacks:
         image_repository=storage.image_repositories["cartoonizer"],
         models_bucket=storage.models_bucket,
         outputs_bucket=storage.outputs_bucket,
+        access_logs_bucket=storage.access_logs_bucket,
         ops_alerts=storage.ops_alerts,
         retain_logs=config.storage.retain_data,
+        # The studio's Generate tab starts async jobs; a real-time endpoint leaves it off.
+        diffusion_endpoint=diffusion.endpoint if config.diffusion.mode == "async" else None,
         env=env,
-        description="GenArt: Cartoonizer image Lambda (CPU) and async GPU video endpoint, scaled to zero, alarms",
+        description="GenArt: Cartoonizer image Lambda (CPU) and async GPU video endpoint, scaled to zero, alarms; "
+        "the web studio (CloudFront page, Cognito sign-in, HTTP API, jobs table)",
     )
 
     stacks = GenArtStacks(storage=storage, bot=bot, pipeline=pipeline, diffusion=diffusion, cartoonizer=cartoonizer)

@@ -106,8 +106,18 @@ class GithubDiffConfig(_Settings, frozen=True):
     create_oidc_provider: bool = True
 
 
+class BudgetConfig(_Settings, frozen=True):
+    """A monthly AWS Budgets cost budget that notifies the ops-alerts topic (80% actual, 100% forecast)."""
+
+    enabled: bool = True
+    monthly_usd: Annotated[int, Field(ge=1, le=1_000_000)] = 50
+    # False: the whole account's cost (works at once). True: only costs tagged environment=<env name>, which needs
+    # the "environment" cost allocation tag activated in the Billing console first (else the budget sees nothing).
+    environment_tag_only: bool = False
+
+
 class StorageConfig(_Settings, frozen=True):
-    """Buckets, the bot token secret and the ops-alerts topic."""
+    """Buckets, the bot token secret, the ops-alerts topic and the cost budget that notifies it."""
 
     # False only for throwaway environments: data buckets are emptied and deleted with the stack.
     retain_data: bool = True
@@ -115,6 +125,7 @@ class StorageConfig(_Settings, frozen=True):
     access_logs_expiry_days: Annotated[int, Field(ge=1, le=3650)] = 365
     # Subscribed to the one ops-alerts SNS topic every system's alarms notify.
     alerts_email: Email | None = None
+    budget: BudgetConfig = BudgetConfig()
     # Optional: the role .github/workflows/cdk-diff.yml assumes (docs/operations.md "Pull requests").
     github_diff: GithubDiffConfig | None = None
 
@@ -312,6 +323,59 @@ class CartoonizerVideoConfig(_Settings, frozen=True):
         return self
 
 
+# The Diffusion server's default limits (runtime/endpoint/settings.py; a test keeps these equal): the studio offers no
+# more than the endpoint accepts.
+DIFFUSION_MAX_SIDE = 768
+DIFFUSION_MAX_STEPS = 100
+DIFFUSION_MAX_IMAGES = 4
+DIFFUSION_SIZES = ((512, 512), (768, 768), (512, 768), (768, 512))
+# A presigned POST can upload one object of at most 5 GB.
+PRESIGNED_POST_MAX_BYTES = 5_000_000_000
+DEFAULT_LICENCE = "Cartoonizer model: White-box Cartoonization, CC BY-NC-SA 4.0 (non-commercial)"
+
+
+class WebConfig(_Settings, frozen=True):
+    """The web studio: page on CloudFront, Cognito sign-in, HTTP API with per-user limits, jobs table."""
+
+    enabled: bool = True
+    # Off: only operators add users (admin-create-user, docs/operations.md); on: anyone who finds the page can.
+    self_sign_up: bool = False
+    # None: cartoonizer.image.max_bytes (the image function refuses larger images anyway).
+    max_image_bytes: Annotated[int | None, Field(ge=1000)] = None
+    max_video_bytes: Annotated[int, Field(ge=1_000_000, le=PRESIGNED_POST_MAX_BYTES)] = 500_000_000
+    uploads_per_hour: Annotated[int, Field(ge=1, le=10_000)] = 30
+    jobs_per_hour: Annotated[int, Field(ge=1, le=10_000)] = 20
+    # Generated images (a generate job of 4 images counts 4).
+    images_per_hour: Annotated[int, Field(ge=1, le=10_000)] = 20
+    max_generate_side: Annotated[int, Field(ge=256, le=DIFFUSION_MAX_SIDE)] = DIFFUSION_MAX_SIDE
+    max_generate_steps: Annotated[int, Field(ge=1, le=DIFFUSION_MAX_STEPS)] = 50
+    max_generate_images: Annotated[int, Field(ge=1, le=DIFFUSION_MAX_IMAGES)] = DIFFUSION_MAX_IMAGES
+    # Presigned upload and download links; the API signs them with its role's session, which lasts up to 12 hours.
+    link_expiry_seconds: Annotated[int, Field(ge=60, le=43_200)] = 3600
+    # Job records expire (DynamoDB TTL); at most storage.outputs_expiry_days, after which their results are gone.
+    job_ttl_days: Annotated[int, Field(ge=1, le=3650)] = 7
+    # An image job with no progress after this long is reported failed; more than cartoonizer.image.timeout_seconds.
+    stale_after_seconds: Annotated[int, Field(ge=60, le=86_400)] = 600
+    # None shares the account's pool (Lambda keeps 10 or 100 units unreserved, so a fresh account cannot reserve any);
+    # the stage throttle below bounds the request rate either way.
+    api_reserved_concurrency: Annotated[int | None, Field(ge=1, le=1000)] = None
+    api_throttle_rate_per_second: Annotated[int, Field(ge=1, le=10_000)] = 10
+    api_throttle_burst: Annotated[int, Field(ge=1, le=5_000)] = 20
+    # Origins allowed to POST presigned uploads to and GET results from the outputs bucket. "*" by default: the
+    # bucket cannot name the distribution (Storage deploys first) and presigned URLs are bearer tokens; S3 sends no
+    # cookies, so an origin gains nothing it does not already hold in the URL.
+    cors_allowed_origins: Annotated[
+        tuple[
+            Annotated[str, _matches(r"\*|https?://[A-Za-z0-9.:-]+", "must be '*' or an origin like https://x.y")], ...
+        ],
+        Field(strict=False),
+        _check(lambda origins: len(origins) >= 1, "needs at least one origin"),
+        AfterValidator(_no_duplicates),
+    ] = ("*",)
+    price_class: Literal["PriceClass_100", "PriceClass_200", "PriceClass_All"] = "PriceClass_100"
+    licence: str = DEFAULT_LICENCE
+
+
 class CartoonizerConfig(_Settings, frozen=True):
     """The Cartoonizer: images on a container-image Lambda, videos on an asynchronous GPU endpoint."""
 
@@ -325,6 +389,29 @@ class CartoonizerConfig(_Settings, frozen=True):
     ] = 30
     image: CartoonizerImageConfig = CartoonizerImageConfig()
     video: CartoonizerVideoConfig = CartoonizerVideoConfig()
+    web: WebConfig = WebConfig()
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Self:
+        web = self.web
+        if web.max_image_bytes is not None and web.max_image_bytes > self.image.max_bytes:
+            _fail(
+                f"must be at most cartoonizer.image.max_bytes ({self.image.max_bytes}): the image function refuses "
+                "larger images",
+                "web.max_image_bytes",
+            )
+        if web.stale_after_seconds <= self.image.timeout_seconds:
+            _fail(
+                f"must be more than cartoonizer.image.timeout_seconds ({self.image.timeout_seconds}): a running "
+                "image job would be reported failed",
+                "web.stale_after_seconds",
+            )
+        return self
+
+    @property
+    def web_max_image_bytes(self) -> int:
+        """The largest image the studio accepts: web.max_image_bytes, else the image function's limit."""
+        return self.web.max_image_bytes or self.image.max_bytes
 
 
 class EnvConfig(_Settings, frozen=True):
@@ -350,6 +437,12 @@ class EnvConfig(_Settings, frozen=True):
                 f"must be at most storage.outputs_expiry_days ({self.storage.outputs_expiry_days}): the whole "
                 "outputs bucket already expires then",
                 "cartoonizer.inputs_expiry_days",
+            )
+        if self.cartoonizer.web.job_ttl_days > self.storage.outputs_expiry_days:
+            _fail(
+                f"must be at most storage.outputs_expiry_days ({self.storage.outputs_expiry_days}): the job's "
+                "results are gone then",
+                "cartoonizer.web.job_ttl_days",
             )
         return self
 

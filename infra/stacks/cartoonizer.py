@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aws_cdk import CfnOutput, RemovalPolicy, Stack
+from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
@@ -23,7 +23,11 @@ from infra.components.sagemaker_endpoint import (
 )
 from infra.config import CartoonizerConfig
 from infra.stacks.cartoonizer_image_function import CartoonizerImageFunction
+from infra.stacks.web_api import WebApi
+from infra.stacks.web_studio import StudioTargets, WebStudio
 from runtime.cartoonizer import contract
+from runtime.endpoint import contract as diffusion_contract
+from runtime.web import contract as web_contract
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LOG_LEVEL = "INFO"
@@ -78,8 +82,10 @@ class CartoonizerStack(Stack):
         image_repository: ImageRepository,
         models_bucket: s3.IBucket,
         outputs_bucket: s3.IBucket,
+        access_logs_bucket: s3.IBucket,
         ops_alerts: OpsAlertsTopic,
         retain_logs: bool,
+        diffusion_endpoint: SageMakerEndpoint | None = None,
         **kwargs: object,
     ) -> None:
         synthesizer = image_repository.asset_synthesizer()
@@ -164,6 +170,18 @@ class CartoonizerStack(Stack):
         self.videos.grant_container_read(outputs_bucket, contract.INPUTS_PREFIX)
         self.videos.grant_container_write(outputs_bucket, contract.RESULTS_PREFIX)
 
+        # Generate needs the Diffusion endpoint asynchronous (app_builder passes it only then).
+        self.diffusion_endpoint = diffusion_endpoint
+        self.studio: WebStudio | None = None
+        if config.web.enabled:
+            self.studio = self._studio(
+                config=config,
+                env_name=env_name,
+                outputs_bucket=outputs_bucket,
+                access_logs_bucket=access_logs_bucket,
+                removal_policy=RemovalPolicy.RETAIN if retain_logs else RemovalPolicy.DESTROY,
+            )
+
         assert self.videos.success_topic is not None and self.videos.error_topic is not None
         invocation = self.async_invocation
         for output_id, value, description in (
@@ -185,6 +203,93 @@ class CartoonizerStack(Stack):
             ),
         ):
             CfnOutput(self, output_id, value=value, description=description)
+
+    def _studio(
+        self,
+        *,
+        config: CartoonizerConfig,
+        env_name: str,
+        outputs_bucket: s3.IBucket,
+        access_logs_bucket: s3.IBucket,
+        removal_policy: RemovalPolicy,
+    ) -> WebStudio:
+        diffusion = self.diffusion_endpoint
+        studio = WebStudio(
+            self,
+            "Studio",
+            config=config,
+            env_name=env_name,
+            repo_root=REPO_ROOT,
+            outputs_bucket=outputs_bucket,
+            # Referenced, not granted to: Storage admits the page bucket's logs itself (a grant here would make
+            # Storage depend on this stack).
+            access_logs_bucket=s3.Bucket.from_bucket_attributes(
+                self,
+                "AccessLogs",
+                bucket_arn=access_logs_bucket.bucket_arn,
+                bucket_name=access_logs_bucket.bucket_name,
+            ),
+            targets=StudioTargets(
+                image_function_name=self.images.function.function_name,
+                video_endpoint_name=self.videos.endpoint_name,
+                video_invocation_timeout_seconds=config.video.invocation_timeout_seconds,
+                diffusion_endpoint_name=diffusion.endpoint_name if diffusion is not None else "",
+            ),
+            removal_policy=removal_policy,
+        )
+        self._grant_studio(studio.api, outputs_bucket)
+        # The studio starts image jobs as events and fails a job without progress after stale_after_seconds: a
+        # retry, or an event that waited longer than that, would run an image nobody is waiting for any more.
+        self.images.function.configure_async_invoke(
+            retry_attempts=0, max_event_age=Duration.seconds(config.web.stale_after_seconds)
+        )
+        for output_id, value, description in (
+            ("StudioUrl", studio.site.url, "The web studio (sign in with a user an operator invited)"),
+            ("UserPoolId", studio.auth.user_pool.user_pool_id, "Cognito user pool of the studio's users"),
+            ("UserPoolClientId", studio.auth.client.user_pool_client_id, "The page's app client"),
+            ("ApiUrl", studio.api.url, "The studio's HTTP API (the page calls it as <StudioUrl>/api)"),
+            ("InviteUserCommand", studio.invite_command, "Invite a user (Cognito emails a temporary password)"),
+        ):
+            CfnOutput(self, output_id, value=value, description=description)
+        return studio
+
+    def _grant_studio(self, api: WebApi, bucket: s3.IBucket) -> None:
+        """Least privilege for the studio's API: sign uploads and write job inputs, read what jobs make, invoke."""
+        writes = [web_contract.UPLOADS_PREFIX, web_contract.VIDEO_JOBS_PREFIX]
+        reads = [
+            web_contract.UPLOADS_PREFIX,
+            web_contract.CARTOON_RESULTS_PREFIX,
+            contract.ASYNC_OUTPUT_PREFIX,
+            contract.ASYNC_FAILURE_PREFIX,
+        ]
+        endpoints = [self.videos]
+        diffusion = self.diffusion_endpoint
+        if diffusion is not None:
+            assert diffusion.async_invocation is not None
+            writes.append(web_contract.GENERATE_JOBS_PREFIX)
+            reads += [
+                diffusion_contract.OUTPUTS_PREFIX,
+                diffusion.async_invocation.output_prefix,
+                diffusion.async_invocation.failure_prefix,
+            ]
+            endpoints.append(diffusion)
+        # Presigned POSTs carry the API's signature, so the API needs the PutObject it lets the browser do.
+        api.allow_objects("WriteUploadsAndJobInputs", ["s3:PutObject"], bucket, writes)
+        # GetObject also covers HeadObject (is the upload there?) and the presigned GETs of inputs and results.
+        api.allow_objects("ReadUploadsAndResults", ["s3:GetObject"], bucket, reads)
+        # Listing those prefixes turns a missing object into a 404 the API can name, instead of a 403.
+        api.allow(
+            "ListUploadsAndResults",
+            ["s3:ListBucket"],
+            [bucket.bucket_arn],
+            StringLike={"s3:prefix": [f"{prefix}*" for prefix in reads]},
+        )
+        self.images.grant_invoke(api.role)
+        api.allow(
+            "StartAndWatchEndpointJobs",
+            ["sagemaker:InvokeEndpointAsync", "sagemaker:DescribeEndpoint"],
+            [endpoint.endpoint_arn for endpoint in endpoints],
+        )
 
     def grant_invoke(self, grantee: iam.IGrantable) -> None:
         """Let grantee run a job end to end: upload an input, invoke the function or the endpoint, read the result."""

@@ -62,8 +62,8 @@ class CartoonizerImageFunction(Construct):
             [outputs_bucket.arn_for_objects(f"{results}*")],
         )
 
-        # Synchronous invocations return their error to the caller (the web API), which answers the person; there is
-        # no event to retry or park, so no dead-letter queue or on-failure destination.
+        # Callers invoke it synchronously (the error comes back) or, like the web studio, as an event whose job fails
+        # visibly when no progress arrives (the studio turns retries off); nothing to park, so no dead-letter queue.
         self.function = lambda_.DockerImageFunction(
             self,
             "Function",

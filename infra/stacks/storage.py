@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import Aws, CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 from cdk_nag import NagSuppressions
 from constructs import Construct
 
+from infra.components.cost_budget import CostBudget
 from infra.components.image_repository import ImageRepository, bootstrap_qualifier
 from infra.components.ops_alerts import OpsAlertsTopic
 from infra.config import StorageConfig
@@ -20,6 +23,15 @@ from infra.stacks.github_diff_role import GithubDiffRole
 TOKEN_PLACEHOLDER_MARKER = "REPLACE-ME"  # noqa: S105 - a marker, not a credential
 # Noncurrent versions under a short-lived prefix of the models bucket expire after this many days.
 SHORT_LIVED_DAYS = 1
+# Browsers may cache a CORS preflight answer of the outputs bucket this long.
+CORS_MAX_AGE_SECONDS = 3000
+
+
+@dataclass(frozen=True)
+class BrowserAccess:
+    """Browsers on these origins POST presigned uploads to and GET presigned results from the outputs bucket."""
+
+    allowed_origins: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -50,6 +62,8 @@ class StorageStack(Stack):
         image_systems: Sequence[ImageSystem],
         early_expiry_days: Mapping[str, int] | None = None,
         short_lived_model_prefixes: Sequence[str] = (),
+        browser_access: BrowserAccess | None = None,
+        external_access_log_prefixes: Sequence[str] = (),
         **kwargs: object,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)  # type: ignore[arg-type]
@@ -91,6 +105,18 @@ class StorageStack(Stack):
         self.datasets_bucket = self._data_bucket(
             "DatasetsBucket", log_prefix="datasets/", removal=data_removal, retain=config.retain_data
         )
+        # Buckets of later stacks log here under these prefixes; their stacks cannot edit this policy (a cycle).
+        for prefix in external_access_log_prefixes:
+            self.access_logs_bucket.add_to_resource_policy(
+                iam.PolicyStatement(
+                    sid="S3ServerAccessLogs"
+                    + "".join(part.capitalize() for part in re.split(r"[^A-Za-z0-9]+", prefix)),
+                    principals=[iam.ServicePrincipal("logging.s3.amazonaws.com")],
+                    actions=["s3:PutObject"],
+                    resources=[self.access_logs_bucket.arn_for_objects(f"{prefix}*")],
+                    conditions={"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}},
+                )
+            )
         self.outputs_bucket = self._data_bucket(
             "OutputsBucket",
             log_prefix="outputs/",
@@ -104,6 +130,7 @@ class StorageStack(Stack):
                     for prefix, days in sorted((early_expiry_days or {}).items())
                 ),
             ],
+            cors=_browser_cors(browser_access),
         )
 
         self.bot_token_secret = secretsmanager.Secret(
@@ -150,6 +177,17 @@ class StorageStack(Stack):
             email=config.alerts_email,
         )
 
+        self.budget: CostBudget | None = None
+        if config.budget.enabled:
+            self.budget = CostBudget(
+                self,
+                "Budget",
+                budget_name=f"genart-{env_name}-monthly",
+                monthly_usd=config.budget.monthly_usd,
+                alerts=self.ops_alerts,
+                environment_tag=env_name if config.budget.environment_tag_only else None,
+            )
+
         self.github_diff: GithubDiffRole | None = None
         if config.github_diff is not None:
             self.github_diff = GithubDiffRole(
@@ -190,6 +228,7 @@ class StorageStack(Stack):
         retain: bool,
         versioned: bool = False,
         lifecycle_rules: list[s3.LifecycleRule] | None = None,
+        cors: list[s3.CorsRule] | None = None,
     ) -> s3.Bucket:
         rules = list(lifecycle_rules or [])
         rules.append(
@@ -209,6 +248,23 @@ class StorageStack(Stack):
             server_access_logs_bucket=self.access_logs_bucket,
             server_access_logs_prefix=log_prefix,
             lifecycle_rules=rules,
+            cors=cors,
             removal_policy=removal,
             auto_delete_objects=not retain,
         )
+
+
+def _browser_cors(access: BrowserAccess | None) -> list[s3.CorsRule] | None:
+    """The outputs bucket's CORS rule for presigned uploads (POST) and downloads (GET, HEAD) from a page."""
+    if access is None:
+        return None
+    return [
+        s3.CorsRule(
+            id="browser-presigned",
+            allowed_methods=[s3.HttpMethods.POST, s3.HttpMethods.GET, s3.HttpMethods.HEAD],
+            allowed_origins=list(access.allowed_origins),
+            allowed_headers=["*"],
+            exposed_headers=["ETag"],
+            max_age=CORS_MAX_AGE_SECONDS,
+        )
+    ]

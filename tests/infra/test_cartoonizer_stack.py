@@ -33,9 +33,22 @@ ENVS = ["dev", "prod"]
 MODEL = "whitebox"
 
 
+# Logical-id prefixes of the web studio's resources (tests/infra/test_web_studio.py checks them).
+STUDIO_PREFIXES = ("Studio", "CustomS3AutoDeleteObjects", "CustomCDKBucketDeployment")
+
+
 def _cartoonizer(env_name: str) -> SynthesizedStack:
+    """The Cartoonizer stack without the web studio's resources: the image function and the video endpoint."""
     app = synth_env(env_name)
-    return app.by_name[app.stacks.cartoonizer.stack_name]
+    return _without_studio(app.by_name[app.stacks.cartoonizer.stack_name])
+
+
+def _without_studio(stack: SynthesizedStack) -> SynthesizedStack:
+    template = stack.json
+    resources = {k: v for k, v in template["Resources"].items() if not k.startswith(STUDIO_PREFIXES)}
+    return SynthesizedStack(
+        stack.env_name, stack.name, stack.stack, Template.from_json({**template, "Resources": resources})
+    )
 
 
 def _storage(env_name: str) -> SynthesizedStack:
@@ -362,6 +375,7 @@ IDLE_FREE = {
     "AWS::IAM::Role",
     "AWS::IAM::Policy",
     "AWS::Lambda::Function",
+    "AWS::Lambda::EventInvokeConfig",
     "AWS::Logs::LogGroup",
     "AWS::CloudWatch::Alarm",
     "AWS::KMS::Key",
@@ -468,4 +482,4 @@ def test_video_endpoint_name_carries_the_instance_type_so_a_type_change_replaces
 
 def _variant(envs_entry: dict[str, Any]) -> SynthesizedStack:
     app = synth_config(load_config({"var": envs_entry}, "var"))
-    return app.by_name[app.stacks.cartoonizer.stack_name]
+    return _without_studio(app.by_name[app.stacks.cartoonizer.stack_name])

@@ -152,23 +152,25 @@ def test_config_is_frozen() -> None:
 def test_configuration_doc_names_every_setting() -> None:
     from infra.config import (
         BotConfig,
+        BudgetConfig,
         CartoonizerConfig,
         CartoonizerImageConfig,
         CartoonizerVideoConfig,
         DiffusionConfig,
         PipelineConfig,
         StorageConfig,
+        WebConfig,
     )
 
     doc = (REPO_ROOT / "docs" / "configuration.md").read_text()
-    sections = ("name", "storage", "bot", "diffusion", "pipeline", "cartoonizer", "image", "video")
+    sections = ("name", "storage", "bot", "diffusion", "pipeline", "cartoonizer", "image", "video", "web", "budget")
     models = (EnvConfig, StorageConfig, BotConfig, DiffusionConfig, PipelineConfig, CartoonizerConfig)
-    for cls in (*models, CartoonizerImageConfig, CartoonizerVideoConfig):
+    for cls in (*models, CartoonizerImageConfig, CartoonizerVideoConfig, WebConfig, BudgetConfig):
         for name in cls.model_fields:
             if name in sections:
                 continue
             assert f"`{name}`" in doc, f"docs/configuration.md does not document {cls.__name__}.{name}"
-    for section in ("cartoonizer.image", "cartoonizer.video"):
+    for section in ("storage.budget", "cartoonizer.image", "cartoonizer.video", "cartoonizer.web"):
         assert f"## `{section}`" in doc
 
 
@@ -185,7 +187,8 @@ def _error(envs: dict[str, Any], env_name: str = "dev") -> str:
             "dev.storage.retain_dataa",
             False,
             "envs.dev.storage.retain_dataa: unknown key; expected one of "
-            "['access_logs_expiry_days', 'alerts_email', 'github_diff', 'outputs_expiry_days', 'retain_data']",
+            "['access_logs_expiry_days', 'alerts_email', 'budget', 'github_diff', 'outputs_expiry_days', "
+            "'retain_data']",
         ),
         ("dev.storage.outputs_expiry_days", "7", "envs.dev.storage.outputs_expiry_days: expected an integer, got '7'"),
         ("dev.storage.outputs_expiry_days", 7.0, "envs.dev.storage.outputs_expiry_days: expected an integer, got 7.0"),
@@ -223,9 +226,56 @@ def _error(envs: dict[str, Any], env_name: str = "dev") -> str:
             "envs.dev.bot.operator_ids[1]: 'alice' is not a Discord user id (17-20 digits)",
         ),
         ("dev.account", 123456789012, "envs.dev.account: expected a non-empty string, got 123456789012"),
+        ("dev.storage.budget.monthly_usd", 0, "envs.dev.storage.budget.monthly_usd: must be 1..1000000"),
+        ("dev.storage.budget.enabled", "no", "envs.dev.storage.budget.enabled: expected true or false, got 'no'"),
+        ("dev.cartoonizer.web.self_sign_up", 1, "envs.dev.cartoonizer.web.self_sign_up: expected true or false, got 1"),
+        (
+            "dev.cartoonizer.web.max_image_bytes",
+            30_000_000,
+            "envs.dev.cartoonizer.web.max_image_bytes: must be at most cartoonizer.image.max_bytes (25000000): the "
+            "image function refuses larger images",
+        ),
+        (
+            "dev.cartoonizer.web.max_video_bytes",
+            6_000_000_000,
+            "envs.dev.cartoonizer.web.max_video_bytes: must be 1000000..5000000000",
+        ),
+        (
+            "dev.cartoonizer.web.stale_after_seconds",
+            120,
+            "envs.dev.cartoonizer.web.stale_after_seconds: must be more than cartoonizer.image.timeout_seconds (120): "
+            "a running image job would be reported failed",
+        ),
+        (
+            "dev.cartoonizer.web.job_ttl_days",
+            8,
+            "envs.dev.cartoonizer.web.job_ttl_days: must be at most storage.outputs_expiry_days (7): the job's results "
+            "are gone then",
+        ),
+        ("dev.cartoonizer.web.max_generate_side", 1024, "envs.dev.cartoonizer.web.max_generate_side: must be 256..768"),
+        (
+            "dev.cartoonizer.web.cors_allowed_origins",
+            ["https://studio.example.com", "studio.example.com"],
+            "envs.dev.cartoonizer.web.cors_allowed_origins[1]: must be '*' or an origin like https://x.y",
+        ),
+        (
+            "dev.cartoonizer.web.price_class",
+            "PriceClass_50",
+            "envs.dev.cartoonizer.web.price_class: 'PriceClass_50' is not one of "
+            "['PriceClass_100', 'PriceClass_200', 'PriceClass_All']",
+        ),
+        (
+            "dev.cartoonizer.web.api_reserved_concurrency",
+            0,
+            "envs.dev.cartoonizer.web.api_reserved_concurrency: must be 1..1000",
+        ),
+        ("dev.cartoonizer.web.linkexpiry", 60, None),
     ],
 )
-def test_messages_name_the_key_path_and_the_value(path: str, value: Any, message: str) -> None:
+def test_messages_name_the_key_path_and_the_value(path: str, value: Any, message: str | None) -> None:
+    if message is None:
+        assert _error(_envs_with(path, value)).startswith(f"envs.{path}: unknown key; expected one of ")
+        return
     assert _error(_envs_with(path, value)) == message
 
 
@@ -338,18 +388,21 @@ def test_configuration_doc_documents_no_removed_setting() -> None:
 
     from infra.config import (
         BotConfig,
+        BudgetConfig,
         CartoonizerConfig,
         CartoonizerImageConfig,
         CartoonizerVideoConfig,
         DiffusionConfig,
         PipelineConfig,
         StorageConfig,
+        WebConfig,
     )
 
     doc = (REPO_ROOT / "docs" / "configuration.md").read_text()
     documented = set(re.findall(r"^\| `(\w+)` \|", doc, flags=re.MULTILINE))
     models = (EnvConfig, StorageConfig, BotConfig, DiffusionConfig, PipelineConfig, CartoonizerConfig)
-    settings = {name for cls in (*models, CartoonizerImageConfig, CartoonizerVideoConfig) for name in cls.model_fields}
+    nested = (CartoonizerImageConfig, CartoonizerVideoConfig, WebConfig, BudgetConfig)
+    settings = {name for cls in (*models, *nested) for name in cls.model_fields}
     assert documented and documented <= settings, f"documented but not settings: {sorted(documented - settings)}"
 
 

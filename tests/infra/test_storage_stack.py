@@ -196,7 +196,7 @@ def test_ops_alerts_topic_is_encrypted_and_admits_alarms_and_rules(env_name: str
         for s in policy["Properties"]["PolicyDocument"]["Statement"]
         if s["Effect"] == "Allow" and "Service" in s.get("Principal", {})
     }
-    assert principals == {"cloudwatch.amazonaws.com", "events.amazonaws.com"}
+    assert principals == {"cloudwatch.amazonaws.com", "events.amazonaws.com", "budgets.amazonaws.com"}
     assert "OpsAlertsTopicArn" in stack.json["Outputs"]
     assert {"DiffusionRepositoryUri", "PipelineRepositoryUri", "CartoonizerRepositoryUri"} <= set(stack.json["Outputs"])
 
