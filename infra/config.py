@@ -347,7 +347,7 @@ class WebConfig(_Settings, frozen=True):
     jobs_per_hour: Annotated[int, Field(ge=1, le=10_000)] = 20
     # Generated images (a generate job of 4 images counts 4).
     images_per_hour: Annotated[int, Field(ge=1, le=10_000)] = 20
-    max_generate_side: Annotated[int, Field(ge=256, le=DIFFUSION_MAX_SIDE)] = DIFFUSION_MAX_SIDE
+    max_generate_side: Annotated[int, Field(ge=min(min(size) for size in DIFFUSION_SIZES), le=DIFFUSION_MAX_SIDE)] = DIFFUSION_MAX_SIDE
     max_generate_steps: Annotated[int, Field(ge=1, le=DIFFUSION_MAX_STEPS)] = 50
     max_generate_images: Annotated[int, Field(ge=1, le=DIFFUSION_MAX_IMAGES)] = DIFFUSION_MAX_IMAGES
     # Presigned upload and download links; the API signs them with its role's session, which lasts up to 12 hours.

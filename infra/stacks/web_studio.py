@@ -57,6 +57,8 @@ def api_environment(*, config: CartoonizerConfig, outputs_bucket_name: str, targ
         contract.ENV_JOBS_PER_HOUR: str(web.jobs_per_hour),
         contract.ENV_IMAGES_PER_HOUR: str(web.images_per_hour),
         contract.ENV_MAX_GENERATE_SIDE: str(web.max_generate_side),
+        # The same list config.json offers, so the page never offers a size the API refuses.
+        contract.ENV_GENERATE_SIZES: ",".join(f"{w}x{h}" for w, h in generate_sizes(web.max_generate_side)),
         contract.ENV_MAX_GENERATE_STEPS: str(web.max_generate_steps),
         contract.ENV_MAX_GENERATE_IMAGES: str(web.max_generate_images),
         contract.ENV_LINK_EXPIRY_S: str(web.link_expiry_seconds),

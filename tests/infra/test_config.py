@@ -252,7 +252,7 @@ def _error(envs: dict[str, Any], env_name: str = "dev") -> str:
             "envs.dev.cartoonizer.web.job_ttl_days: must be at most storage.outputs_expiry_days (7): the job's results "
             "are gone then",
         ),
-        ("dev.cartoonizer.web.max_generate_side", 1024, "envs.dev.cartoonizer.web.max_generate_side: must be 256..768"),
+        ("dev.cartoonizer.web.max_generate_side", 1024, "envs.dev.cartoonizer.web.max_generate_side: must be 512..768"),
         (
             "dev.cartoonizer.web.cors_allowed_origins",
             ["https://studio.example.com", "studio.example.com"],

@@ -320,6 +320,7 @@ def test_api_function_runs_the_web_handler_with_the_contract_settings(env_name: 
         contract.ENV_JOBS_PER_HOUR: str(web.jobs_per_hour),
         contract.ENV_IMAGES_PER_HOUR: str(web.images_per_hour),
         contract.ENV_MAX_GENERATE_SIDE: str(web.max_generate_side),
+        contract.ENV_GENERATE_SIZES: "512x512,768x768,512x768,768x512",
         contract.ENV_MAX_GENERATE_STEPS: str(web.max_generate_steps),
         contract.ENV_MAX_GENERATE_IMAGES: str(web.max_generate_images),
         contract.ENV_LINK_EXPIRY_S: str(web.link_expiry_seconds),
