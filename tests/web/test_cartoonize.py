@@ -1,0 +1,126 @@
+"""The Cartoonize tab in a real browser: a photo, a video with sound, and files the server refuses."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.web.conftest import Studio
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+JOB_TIMEOUT_MS = 180_000  # the video job runs the real cartoonizer on CPU behind an emulated warm-up
+# Records every text the status lines show and every value the bars take, so a test can tell what it went through.
+WATCH = """() => {
+    window.__seen = {upload: [], state: [], frames: [], bar: []};
+    const watch = (id, list, read) => new MutationObserver(() => window.__seen[list].push(read()))
+        .observe(document.getElementById(id), {attributes: true, childList: true, characterData: true, subtree: true});
+    watch("upload-status", "upload", () => document.getElementById("upload-status").textContent);
+    watch("cartoon-state", "state", () => document.getElementById("cartoon-state").textContent);
+    watch("cartoon-frames", "frames", () => document.getElementById("cartoon-frames").textContent);
+    watch("cartoon-job", "bar", () => document.getElementById("cartoon-progress").value);
+}"""
+
+
+def wait_loaded(page: Page, test_id: str) -> None:
+    """Waits until the image or video with this test id has loaded something it can show."""
+    element = page.get_by_test_id(test_id)
+    expect(element).to_be_visible(timeout=30_000)
+    page.wait_for_function(
+        "el => el.tagName === 'IMG' ? el.complete && el.naturalWidth > 0 : el.readyState >= 1 && el.duration > 0",
+        arg=element.element_handle(),
+        timeout=30_000,
+    )
+
+
+def test_a_photo_comes_back_as_a_cartoon_beside_the_original(
+    signed_in: Callable[..., Page], studio: Studio, photo: Path
+) -> None:
+    page = signed_in("alice")
+    page.evaluate(WATCH)
+    page.get_by_test_id("file-input").set_input_files(photo)
+    expect(page.get_by_test_id("cartoon-result")).to_be_visible(timeout=JOB_TIMEOUT_MS)
+    wait_loaded(page, "original-media")
+    wait_loaded(page, "cartoon-media")
+    studio.shot(page, "photo-done")
+
+    original = page.get_by_test_id("original-media").bounding_box()
+    cartoon = page.get_by_test_id("cartoon-media").bounding_box()
+    assert original and cartoon
+    assert cartoon["x"] >= original["x"] + original["width"] - 1, "the cartoon is not beside the original"
+    assert abs(cartoon["y"] - original["y"]) < 2
+    assert page.get_by_test_id("original-media").evaluate("el => el.tagName") == "IMG"
+    expect(page.get_by_test_id("download-link")).to_have_attribute("href", re.compile(r"^https?://"))
+    expect(page.get_by_test_id("licence")).to_contain_text(re.compile(r"licen[cs]e|CC BY", re.IGNORECASE))
+    expect(page.get_by_test_id("cartoon-state")).to_have_text("Done 100%")
+    seen: dict[str, list[Any]] = page.evaluate("() => window.__seen")
+    assert any(text.endswith(": 100%") for text in seen["upload"]), seen["upload"]
+    assert page.get_by_test_id("upload-progress").evaluate("el => el.value") == 100
+
+    job_id = page.get_by_test_id("cartoon-job").get_attribute("data-job-id")
+    assert job_id and page.url.endswith(f"#job/{job_id}")
+    listed = page.get_by_test_id("job-item").filter(has=page.locator(f'a[href="#job/{job_id}"]'))
+    expect(listed).to_have_count(1)
+    expect(listed).to_contain_text("holiday.png")
+
+
+def test_a_video_with_sound_shows_progress_to_100_and_the_result_plays(
+    signed_in: Callable[..., Page], studio: Studio, clip: Path
+) -> None:
+    page = signed_in("alice")
+    page.evaluate(WATCH)
+    page.get_by_test_id("file-input").set_input_files(clip)
+    expect(page.get_by_test_id("cartoon-job")).to_be_visible(timeout=30_000)
+    studio.shot(page, "video-in-progress")
+    expect(page.get_by_test_id("cartoon-result")).to_be_visible(timeout=JOB_TIMEOUT_MS)
+    expect(page.get_by_test_id("cartoon-state")).to_have_text("Done 100%")
+    assert page.get_by_test_id("cartoon-progress").evaluate("el => el.value") == 100
+    seen: dict[str, list[Any]] = page.evaluate("() => window.__seen")
+    assert any(text.endswith(": 100%") for text in seen["upload"]), seen["upload"]
+    frames = [text for text in seen["frames"] if text]
+    assert frames, f"no 'Frame N of M' line was shown; states seen: {seen['state']}"
+    assert all(re.fullmatch(r"Frame \d+ of \d+", text) for text in frames), frames
+    done, total = map(int, re.findall(r"\d+", frames[-1]))
+    assert done == total > 0
+
+    video = page.get_by_test_id("cartoon-media")
+    assert video.evaluate("el => el.tagName") == "VIDEO"
+    assert video.evaluate("el => el.controls") is True
+    wait_loaded(page, "cartoon-media")
+    wait_loaded(page, "original-media")
+    video.evaluate("el => { el.muted = true; return el.play(); }")
+    page.wait_for_function("el => el.currentTime > 0 && el.duration > 0", arg=video.element_handle(), timeout=30_000)
+    studio.shot(page, "video-done-playing")
+
+
+def test_an_oversize_photo_and_an_unsupported_type_show_the_servers_messages(
+    signed_in: Callable[..., Page], studio: Studio, media_dir: Path, studio_config: dict[str, Any]
+) -> None:
+    page = signed_in("alice")
+    oversize = media_dir / "huge.png"
+    with oversize.open("wb") as handle:
+        handle.truncate(int(studio_config["limits"]["max_image_bytes"]) + 1)
+    page.get_by_test_id("file-input").set_input_files(oversize)
+    alert = page.get_by_role("alert")
+    expect(alert).to_be_visible()
+    expect(alert).to_have_attribute("data-code", "too_large")
+    expect(alert).to_have_attribute("data-field", "size")
+    expect(page.get_by_test_id("error-field")).to_have_text("(field: size)")
+    expect(page.get_by_test_id("error-message")).not_to_be_empty()
+    expect(page.get_by_test_id("upload")).to_be_hidden()
+    expect(page.get_by_test_id("cartoon-job")).to_be_hidden()
+    studio.shot(page, "oversize")
+
+    animation = media_dir / "dance.gif"
+    animation.write_bytes(b"GIF89a" + bytes(64))
+    page.get_by_test_id("file-input").set_input_files(animation)
+    expect(alert).to_have_attribute("data-code", "unsupported_type")
+    expect(alert).to_have_attribute("data-field", "content_type")
+    expect(page.get_by_test_id("error-message")).to_contain_text("image/gif")
+    expect(page.get_by_test_id("cartoon-job")).to_be_hidden()
+    studio.shot(page, "unsupported-type")
