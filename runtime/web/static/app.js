@@ -408,6 +408,7 @@ async function followJob(job) {
   if (location.hash !== `#job/${job.id}`) history.replaceState(null, "", `#job/${job.id}`);
   let polls = 0;
   let current = job;
+  let troubled = false; // a poll failed and its error is shown: cleared by the next good poll
   for (;;) {
     if (ticket !== state.polls[panel]) return;
     renderProgress(panel, current);
@@ -417,6 +418,8 @@ async function followJob(job) {
     if (ticket !== state.polls[panel]) return;
     try {
       current = (await api("GET", `/jobs/${encodeURIComponent(job.id)}`)).job;
+      if (troubled) clearError();
+      troubled = false;
     } catch (error) {
       if (ticket !== state.polls[panel]) return;
       if (error.status === 404 || error.status === 401) {
@@ -425,6 +428,7 @@ async function followJob(job) {
       }
       // transient (network, 5xx, 429): keep polling, but say so
       showError(error);
+      troubled = true;
     }
   }
   if (current.state === "failed") {
