@@ -42,6 +42,7 @@ CSP = (
     "media-src 'self' blob: http://127.0.0.1:*; connect-src 'self' http://127.0.0.1:*"
 )
 USERS = {"alice": "alice-password-1", "bob": "bob-password-1"}
+INVITED = ("carol", "carol-temporary-1")  # an invited user: her first sign-in must choose a new password
 
 
 def _free_port() -> int:
@@ -63,14 +64,18 @@ def chromium_path() -> Path:
 
 
 @pytest.fixture(scope="session")
-def studio_url(chromium_path: Path) -> Iterator[str]:
+def studio_url(chromium_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Base URL of the local studio: GENART_WEB_STUDIO_URL if set (one already running), else a fresh one."""
     if given := os.environ.get("GENART_WEB_STUDIO_URL"):
         yield given.rstrip("/") + "/"
         return
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     log_path = ARTIFACTS / "server.log"
-    command = [sys.executable, "-m", "runtime.web.local", "--port", str(_free_port())]
+    users = tmp_path_factory.mktemp("web-users") / "users.json"
+    entries = [{"username": name, "password": word} for name, word in USERS.items()]
+    entries.append({"username": INVITED[0], "password": INVITED[1], "new_password_required": True})
+    users.write_text(json.dumps({"users": entries}))
+    command = [sys.executable, "-m", "runtime.web.local", "--port", str(_free_port()), "--users", str(users)]
     process = subprocess.Popen(
         command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
     )

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Callable
 
 import pytest
 from playwright.sync_api import Page, Request, expect
 
-from tests.web.conftest import Studio, fill_sign_in
+from tests.web.conftest import INVITED, Studio, fill_sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -63,3 +64,28 @@ def test_an_expired_id_token_is_renewed_with_the_refresh_token(signed_in: Callab
     expect(page.get_by_test_id("signed-in-user")).to_contain_text("alice")
     expect(page.get_by_role("alert")).to_be_hidden()
     assert flows == ["REFRESH_TOKEN_AUTH"]
+
+
+def test_an_invited_user_chooses_a_new_password_at_first_sign_in(studio: Studio) -> None:
+    if os.environ.get("GENART_WEB_STUDIO_URL"):
+        pytest.skip("needs the invited user the fixture's own local studio has (--users)")
+    name, temporary = INVITED
+    page = studio.new_page()
+    fill_sign_in(page, name, temporary)
+    expect(page.get_by_test_id("newpassword-form")).to_be_visible()
+    expect(page.get_by_test_id("signin-form")).to_be_hidden()
+    studio.shot(page, "new-password-required")
+    page.get_by_label("New password", exact=True).fill("carol-chosen-password-1")
+    page.get_by_label("Repeat the new password").fill("carol-chosen-password-2")
+    page.get_by_test_id("newpassword-submit").click()
+    expect(page.get_by_role("alert")).to_contain_text("must be the same")
+    page.get_by_label("Repeat the new password").fill("carol-chosen-password-1")
+    page.get_by_test_id("newpassword-submit").click()
+    expect(page.get_by_test_id("signed-in-user")).to_contain_text(name)
+
+    page.get_by_test_id("signout").click()
+    fill_sign_in(page, name, temporary)
+    expect(page.get_by_role("alert")).to_be_visible()  # the temporary password is spent
+    fill_sign_in(page, name, "carol-chosen-password-1")
+    expect(page.get_by_test_id("signed-in-user")).to_contain_text(name)
+    expect(page.get_by_test_id("newpassword-form")).to_be_hidden()
