@@ -5,6 +5,7 @@ SHELL := /bin/bash
 
 PYTHON ?= python3.11
 ENV ?= dev
+PORT ?= 8000
 VENV := .venv
 PY := $(VENV)/bin/python
 CDK := node_modules/.bin/cdk
@@ -15,7 +16,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 18,20
 export CDK_DISABLE_CLI_TELEMETRY := true
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help venv node lock synth ls diff diff-readonly doctor destroy deploy test test-fast lint typecheck unit serve-local local-pipeline cartoonize-local clean
+.PHONY: help venv node lock synth ls diff diff-readonly doctor destroy deploy test test-fast lint typecheck unit serve-local local-pipeline cartoonize-local web-local clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -87,6 +88,9 @@ cartoonize-local: venv  ## Cartoonize a generated 2 s clip with audio (models/ca
 	else echo "no models/cartoonizer/model.onnx (see docs/cartoonizer.md): using random weights"; model=(--tiny-random); fi; \
 	$(PY) -m runtime.cartoonizer local-run/cartoonizer/clip.mp4 local-run/cartoonizer/clip-cartoon.mp4 "$${model[@]}" --side-by-side
 	@echo "wrote local-run/cartoonizer/clip-cartoon.mp4 (original | cartoon) and its .progress.json"
+
+web-local: venv  ## The web studio on 127.0.0.1:PORT, default 8000 (moto S3/DynamoDB, sign-in stub alice/bob, tiny models on CPU)
+	$(PY) -m runtime.web.local --port $(PORT) $(WEB_LOCAL_FLAGS)
 
 clean:  ## Remove build outputs (keeps .venv and node_modules)
 	rm -rf cdk.out .pytest_cache .mypy_cache .ruff_cache local-run

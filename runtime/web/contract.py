@@ -54,3 +54,28 @@ JOB_KINDS = ("cartoonize", "generate")
 JOB_STATES = ("queued", "warming", "running", "done", "failed")
 IMAGE_CONTENT_TYPES = {"image/jpeg": ".jpg", "image/png": ".png", "image/webp": ".webp"}
 VIDEO_CONTENT_TYPES = {"video/mp4": ".mp4", "video/quicktime": ".mov"}
+
+# Appended by the web-api helper (names the stack and the local server also need).
+ENV_GENERATE_SIZES = "GENART_WEB_GENERATE_SIZES"  # "512x512,768x768": sizes Generate offers (the endpoint's buckets)
+API_HANDLER = "runtime.web.api.handler.handler"
+# The API Lambda is a plain zip of runtime/ limited to these files (stdlib + boto3, nothing to bundle).
+CODE_ASSET_DIR = "runtime"
+CODE_ASSET_EXCLUDE = (
+    "*",
+    "!__init__.py",
+    "!web",
+    "!web/__init__.py",
+    "!web/contract.py",
+    "!web/settings.py",
+    "!web/api",
+    "!web/api/**",
+    "!common",
+    "!common/__init__.py",
+    "!common/jsonlog.py",
+    "**/__pycache__",
+    "**/*.pyc",
+)
+# DynamoDB sort keys: SORT is JOB_SORT_PREFIX + job id, UPLOAD_SORT_PREFIX + upload id or RATE_SORT_PREFIX + ...
+JOB_SORT_PREFIX = "job#"
+UPLOAD_SORT_PREFIX = "upload#"
+RATE_SORT_PREFIX = "rate#"

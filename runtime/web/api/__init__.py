@@ -1,0 +1,1 @@
+"""The web studio's HTTP API: one Lambda (stdlib + boto3 only) behind API Gateway's JWT authorizer."""
