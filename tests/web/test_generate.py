@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.web.conftest import Studio
+from tests.web.conftest import Studio, wait_for_result
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -32,7 +32,7 @@ def test_a_prompt_gives_an_image_with_its_seed_and_more_like_this_reuses_it(
     page.get_by_test_id("generate-submit").click()
 
     expect(page.get_by_test_id("generate-job")).to_be_visible()
-    expect(page.get_by_test_id("generate-result")).to_be_visible(timeout=JOB_TIMEOUT_MS)
+    wait_for_result(page, "generate-result", timeout_ms=JOB_TIMEOUT_MS)
     first_job = page.get_by_test_id("generate-job").get_attribute("data-job-id")
     item = page.get_by_test_id("generate-item").first
     page.wait_for_function(
@@ -45,7 +45,7 @@ def test_a_prompt_gives_an_image_with_its_seed_and_more_like_this_reuses_it(
 
     item.get_by_test_id("more-like-this").click()
     expect(page.get_by_test_id("generate-job")).not_to_have_attribute("data-job-id", first_job or "")
-    expect(page.get_by_test_id("generate-result")).to_be_visible(timeout=JOB_TIMEOUT_MS)
+    wait_for_result(page, "generate-result", timeout_ms=JOB_TIMEOUT_MS)
     second_job = page.get_by_test_id("generate-job").get_attribute("data-job-id")
     assert second_job and second_job != first_job
     expect(page.get_by_test_id("seed")).to_have_value(seed)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Callable
 
 import pytest
 from playwright.sync_api import Page, Request, expect
 
-from tests.web.conftest import INVITED, Studio, fill_sign_in
+from tests.web.conftest import INVITED, Studio, fill_sign_in, own_studio
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -67,7 +66,7 @@ def test_an_expired_id_token_is_renewed_with_the_refresh_token(signed_in: Callab
 
 
 def test_an_invited_user_chooses_a_new_password_at_first_sign_in(studio: Studio) -> None:
-    if os.environ.get("GENART_WEB_STUDIO_URL"):
+    if not own_studio():
         pytest.skip("needs the invited user the fixture's own local studio has (--users)")
     name, temporary = INVITED
     page = studio.new_page()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.web.conftest import PHONE, USERS, Studio, fill_sign_in
+from tests.web.conftest import PHONE, USERS, Studio, fill_sign_in, wait_for_result
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -20,13 +20,13 @@ def test_a_second_user_cannot_see_the_first_users_job(
 ) -> None:
     alice = signed_in("alice")
     alice.get_by_test_id("file-input").set_input_files(photo)
-    expect(alice.get_by_test_id("cartoon-result")).to_be_visible(timeout=JOB_TIMEOUT_MS)
+    wait_for_result(alice, "cartoon-result", timeout_ms=JOB_TIMEOUT_MS)
     job_id = alice.get_by_test_id("cartoon-job").get_attribute("data-job-id")
     assert job_id
     link = f"{studio.url}#job/{job_id}"
     own = signed_in("alice")  # alice's own direct link opens her job in a fresh session
     own.goto(link)
-    expect(own.get_by_test_id("cartoon-result")).to_be_visible(timeout=JOB_TIMEOUT_MS)
+    wait_for_result(own, "cartoon-result", timeout_ms=JOB_TIMEOUT_MS)
 
     bob = studio.new_page()
     bob.goto(link)  # bob opens alice's link, then signs in
@@ -55,7 +55,7 @@ def test_the_studio_fits_a_phone_screen(signed_in: Callable[..., Page], studio: 
     tab = page.get_by_test_id("tab-cartoonize").bounding_box()
     assert tab and tab["height"] >= 40, "tabs are too small to tap"
     page.get_by_test_id("file-input").set_input_files(photo)
-    expect(page.get_by_test_id("cartoon-result")).to_be_visible(timeout=JOB_TIMEOUT_MS)
+    wait_for_result(page, "cartoon-result", timeout_ms=JOB_TIMEOUT_MS)
     page.wait_for_function(
         "el => el.complete && el.naturalWidth > 0", arg=page.get_by_test_id("cartoon-media").element_handle()
     )
