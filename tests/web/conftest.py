@@ -62,6 +62,13 @@ def chromium_path() -> Path:
     return CHROMIUM
 
 
+@pytest.fixture(scope="session", autouse=True)
+def fresh_artifacts() -> None:
+    """Screenshots of an earlier run are removed, so the folder shows this run's states only."""
+    for old in ARTIFACTS.glob("*.png"):
+        old.unlink()
+
+
 @pytest.fixture(scope="session")
 def studio_url(chromium_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Base URL of the local studio: GENART_WEB_STUDIO_URL if set (one already running), else a fresh one."""
