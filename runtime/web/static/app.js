@@ -129,6 +129,7 @@ async function afterAuth(data, username) {
   if (data.ChallengeName === "NEW_PASSWORD_REQUIRED") {
     const id = data.ChallengeParameters?.USER_ID_FOR_SRP || username;
     state.challenge = { session: data.Session, username: id };
+    $("new-password-username").value = username; // lets password managers file the new password under the user
     $("signin-form").hidden = true;
     $("newpassword-form").hidden = false;
     $("new-password").focus();
