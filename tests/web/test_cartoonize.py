@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -133,3 +134,24 @@ def test_an_oversize_photo_and_an_unsupported_type_show_the_servers_messages(
     expect(page.get_by_test_id("error-message")).to_contain_text("image/gif")
     expect(page.get_by_test_id("cartoon-job")).to_be_hidden()
     studio.shot(page, "unsupported-type")
+
+
+def test_a_photo_dropped_on_the_drop_zone_is_cartoonized(
+    signed_in: Callable[..., Page], studio: Studio, photo: Path
+) -> None:
+    page = signed_in("alice")
+    zone = page.get_by_test_id("dropzone")
+    zone.evaluate(
+        """(zone, b64) => {
+            const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+            const data = new DataTransfer();
+            data.items.add(new File([bytes], "dropped.png", {type: "image/png"}));
+            zone.dispatchEvent(new DragEvent("dragover", {dataTransfer: data, bubbles: true, cancelable: true}));
+            zone.dispatchEvent(new DragEvent("drop", {dataTransfer: data, bubbles: true, cancelable: true}));
+        }""",
+        base64.b64encode(photo.read_bytes()).decode("ascii"),
+    )
+    wait_for_result(page, "cartoon-result", timeout_ms=JOB_TIMEOUT_MS)
+    expect(page.get_by_test_id("upload-status")).to_have_text("Uploaded dropped.png: 100%")
+    expect(page.get_by_test_id("original-media")).to_have_attribute("alt", "Original: dropped.png")
+    expect(zone).not_to_have_class(re.compile("dragging"))
