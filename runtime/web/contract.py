@@ -72,6 +72,9 @@ CODE_ASSET_EXCLUDE = (
     "!common",
     "!common/__init__.py",
     "!common/jsonlog.py",
+    "!cartoonizer",
+    "!cartoonizer/__init__.py",
+    "!cartoonizer/contract.py",
     "**/__pycache__",
     "**/*.pyc",
 )

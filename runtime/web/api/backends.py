@@ -9,6 +9,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
@@ -34,11 +35,20 @@ class Backends(Protocol):
 class AwsBackends:
     """Lambda InvokeAsync (InvocationType=Event), SageMaker InvokeEndpointAsync and DescribeEndpoint."""
 
-    def __init__(self, *, image_function: str, lambda_client: Any, runtime_client: Any, sagemaker_client: Any) -> None:
+    def __init__(
+        self,
+        *,
+        image_function: str,
+        lambda_client: Any,
+        runtime_client: Any,
+        sagemaker_client: Any,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.image_function = image_function
         self.lambda_client = lambda_client
         self.runtime_client = runtime_client
         self.sagemaker_client = sagemaker_client
+        self._clock = clock
         self._instances: dict[str, tuple[float, int | None]] = {}
         self._lock = threading.Lock()
 
@@ -68,7 +78,7 @@ class AwsBackends:
 
     def instance_count(self, endpoint: str) -> int | None:
         """CurrentInstanceCount of the endpoint's first variant, cached for INSTANCE_CACHE_S."""
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
             cached = self._instances.get(endpoint)
             if cached is not None and now - cached[0] < INSTANCE_CACHE_S:

@@ -51,7 +51,14 @@ class App:
         from botocore.config import Config  # noqa: PLC0415
 
         settings = WebSettings.from_env()
-        s3 = boto3.client("s3", config=Config(signature_version="s3v4", s3={"addressing_style": "virtual"}))
+        # Links name the regional endpoint (bucket.s3.<region>.amazonaws.com): no redirect for a browser's POST.
+        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+        s3 = boto3.client(
+            "s3",
+            region_name=region,
+            endpoint_url=f"https://s3.{region}.amazonaws.com",
+            config=Config(signature_version="s3v4", s3={"addressing_style": "virtual"}),
+        )
         backends = AwsBackends(
             image_function=settings.image_function,
             lambda_client=boto3.client("lambda"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import secrets
 import time
 from typing import Any
@@ -21,6 +22,7 @@ from ..settings import WebSettings
 from .backends import Backends
 from .errors import ApiError, NotFoundError, UnavailableError
 from .models import JOB_ID, MAX_SEED, CartoonizeRequest, GenerateRequest, JobRequest
+from .objects import head, read_text
 from .store import JobRecord, Store, now_iso
 from .uploads import uploaded
 
@@ -28,6 +30,15 @@ log = logging.getLogger(__name__)
 
 RESULT_TYPES = {".jpg": "image/jpeg", ".png": "image/png", ".webp": "image/webp", ".mp4": "video/mp4"}
 MAX_ERROR_CHARS = 500
+MEDIA_ERROR = re.compile(r"^\d{3} (\w+): (.+)$", re.DOTALL)
+
+
+def progress_error(text: Any) -> dict[str, Any]:
+    """The error of a failed progress document: "<status> <code>: <message>" (cartoonizer MediaError) or a message."""
+    message = str(text or "the job failed")
+    found = MEDIA_ERROR.match(message)
+    code, message = (found.group(1), found.group(2)) if found else ("failed", message)
+    return {"code": code, "message": message[:MAX_ERROR_CHARS], "field": None}
 
 
 def new_job_id(now: float) -> str:
@@ -183,18 +194,10 @@ class Jobs:
         return value if isinstance(value, dict) else None
 
     def _text(self, bucket: str, key: str) -> str | None:
-        try:
-            body = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-        except self.s3.exceptions.NoSuchKey:
-            return None
-        return str(body.decode("utf-8", errors="replace"))
+        return read_text(self.s3, bucket=bucket, key=key)
 
     def _exists(self, bucket: str, key: str) -> bool:
-        try:
-            self.s3.head_object(Bucket=bucket, Key=key)
-        except self.s3.exceptions.ClientError:
-            return False
-        return True
+        return head(self.s3, bucket=bucket, key=key) is not None
 
     def _apply_progress(self, record: JobRecord) -> dict[str, Any] | None:
         """Read the cartoonizer's progress JSON next to the result into the record (running or failed)."""
@@ -204,11 +207,7 @@ class Jobs:
             return None
         state = progress.get(cartoon_contract.PROGRESS_STATE)
         if state == "failed":
-            message = str(progress.get(cartoon_contract.PROGRESS_ERROR) or "the job failed")
-            record.state, record.error = (
-                "failed",
-                {"code": "failed", "message": message[:MAX_ERROR_CHARS], "field": None},
-            )
+            record.state, record.error = "failed", progress_error(progress.get(cartoon_contract.PROGRESS_ERROR))
             return progress
         done = progress.get(cartoon_contract.PROGRESS_FRAMES_DONE)
         total = progress.get(cartoon_contract.PROGRESS_FRAMES_TOTAL)

@@ -7,6 +7,7 @@ from typing import Any
 
 from .. import contract
 from ..settings import WebSettings
+from . import objects
 from .errors import NotFoundError, NotUploadedError, TooLargeError, UnsupportedTypeError
 from .models import UploadRequest, max_bytes_of, media_of
 from .store import Store, UploadRecord, now_iso
@@ -62,14 +63,11 @@ def uploaded(user: str, upload_id: str, *, settings: WebSettings, store: Store, 
     upload = store.get_upload(user, upload_id)
     if upload is None:
         raise NotFoundError(f"no upload {upload_id}", field="upload_id")
-    try:
-        head = s3.head_object(Bucket=settings.outputs_bucket, Key=upload.key)
-    except s3.exceptions.ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-            raise NotUploadedError(
-                f"upload {upload_id} has not arrived; post the file to the upload URL first", field="upload_id"
-            ) from None
-        raise
+    head = objects.head(s3, bucket=settings.outputs_bucket, key=upload.key)
+    if head is None:
+        raise NotUploadedError(
+            f"upload {upload_id} has not arrived; post the file to the upload URL first", field="upload_id"
+        )
     size = int(head.get("ContentLength", 0))
     content_type = str(head.get("ContentType", "")).split(";")[0].strip().lower()
     if media_of(content_type) != upload.media:

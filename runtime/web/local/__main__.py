@@ -112,7 +112,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     s3, dynamodb = _clients(moto_url)
     try:
         with local_studio(
-            s3=s3, dynamodb=dynamodb, settings=settings, cartoonizer_model=model, warmup_s=args.warmup_seconds
+            s3=s3,
+            dynamodb=dynamodb,
+            settings=settings,
+            cartoonizer_model=model,
+            warmup_s=args.warmup_seconds,
+            log_level=args.log_level.upper(),
         ) as studio:
             apps["app"] = studio.app
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from .. import contract
 from .auth import AuthError, SignInStub
@@ -200,7 +200,7 @@ def make_server(
             if path == "/" + contract.PAGE_CONFIG_FILE:
                 self._json(200, page_config)
                 return
-            relative = path.lstrip("/") or "index.html"
+            relative = unquote(path).lstrip("/") or "index.html"
             root = static_dir.resolve()
             target = (root / relative).resolve()
             if target.is_dir():

@@ -91,7 +91,7 @@ def upload_cartoonizer_model(*, s3: Any, model: Path | None, work_dir: Path) -> 
     return str(model)
 
 
-def _cartoonizer_settings(settings: WebSettings, *, progress_interval_s: float) -> Any:
+def _cartoonizer_settings(settings: WebSettings, *, progress_interval_s: float, log_level: str) -> Any:
     from ...cartoonizer.settings import Settings  # noqa: PLC0415
 
     return Settings.from_env(
@@ -102,6 +102,8 @@ def _cartoonizer_settings(settings: WebSettings, *, progress_interval_s: float) 
             cartoon_contract.ENV_DEVICE: "cpu",
             cartoon_contract.ENV_MAX_IMAGE_BYTES: str(settings.max_image_bytes),
             cartoon_contract.ENV_PROGRESS_INTERVAL_S: str(progress_interval_s),
+            # The image Lambda's handler configures logging itself; keep it at the studio's level.
+            cartoon_contract.ENV_LOG_LEVEL: log_level,
         }
     )
 
@@ -144,6 +146,7 @@ def local_studio(
     cartoonizer_model: Path | None,
     warmup_s: float,
     progress_interval_s: float = 0.5,
+    log_level: str = "WARNING",
 ) -> Iterator[LocalStudio]:
     """Create the resources, start the emulated backends and yield the API app wired to them."""
     from fastapi.testclient import TestClient  # noqa: PLC0415
@@ -160,7 +163,7 @@ def local_studio(
         work_dir = Path(exits.enter_context(tempfile.TemporaryDirectory(prefix="genart-web-local-")))
         create_resources(s3=s3, dynamodb=dynamodb, settings=settings)
         model_path = Path(upload_cartoonizer_model(s3=s3, model=cartoonizer_model, work_dir=work_dir))
-        cartoon_settings = _cartoonizer_settings(settings, progress_interval_s=progress_interval_s)
+        cartoon_settings = _cartoonizer_settings(settings, progress_interval_s=progress_interval_s, log_level=log_level)
         # The image Lambda keeps its model per container; a fresh local studio is a fresh container.
         lambda_handler._loaded.pop("engine", None)
         lambda_handler._loaded.pop("model", None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import json
@@ -63,14 +64,13 @@ class RecordingBackends:
         return self.instances.get(endpoint, 1)
 
 
+DUMMY_ENV = {"AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+
+
 @pytest.fixture
 def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Dummy credentials so nothing can reach AWS."""
-    for name, value in {
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-    }.items():
+    for name, value in DUMMY_ENV.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
@@ -116,17 +116,46 @@ def make_event(route: str, *, user: str | None, body: Any = None, job_id: str | 
     }
 
 
-@pytest.fixture
-def api(aws_env: None) -> Iterator[Api]:
+@contextlib.contextmanager
+def fresh_api() -> Iterator[Api]:
     """The API over a fresh moto account holding the local studio's bucket and table."""
-    with mock_aws():
-        settings = local_settings({})
-        s3 = boto3.client("s3", region_name="us-east-1", config=Config(signature_version="s3v4"))
-        dynamodb = boto3.client("dynamodb", region_name="us-east-1")
-        create_resources(s3=s3, dynamodb=dynamodb, settings=settings)
-        backends = RecordingBackends()
-        app = App.build(settings=settings, s3=s3, dynamodb=dynamodb, backends=backends)
-        yield Api(app=app, backends=backends, s3=s3, dynamodb=dynamodb, settings=settings)
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in DUMMY_ENV.items():
+            patch.setenv(name, value)
+        for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
+            patch.delenv(name, raising=False)
+        with mock_aws():
+            settings = local_settings({})
+            s3 = boto3.client("s3", region_name="us-east-1", config=Config(signature_version="s3v4"))
+            dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+            create_resources(s3=s3, dynamodb=dynamodb, settings=settings)
+            backends = RecordingBackends()
+            app = App.build(settings=settings, s3=s3, dynamodb=dynamodb, backends=backends)
+            yield Api(app=app, backends=backends, s3=s3, dynamodb=dynamodb, settings=settings)
+
+
+@pytest.fixture
+def api() -> Iterator[Api]:
+    """A fresh API per test."""
+    with fresh_api() as fresh:
+        yield fresh
+
+
+@pytest.fixture(scope="module")
+def refusing_api() -> Api:
+    """The API for requests refused before any AWS call (validation): its clients reach nothing (a call is a 500)."""
+    settings = local_settings({})
+    nowhere = {
+        "region_name": "us-east-1",
+        "endpoint_url": "http://127.0.0.1:9",
+        "aws_access_key_id": "testing",
+        "aws_secret_access_key": "testing",
+        "config": Config(retries={"max_attempts": 1}, connect_timeout=1),
+    }
+    s3, dynamodb = boto3.client("s3", **nowhere), boto3.client("dynamodb", **nowhere)
+    backends = RecordingBackends()
+    app = App.build(settings=settings, s3=s3, dynamodb=dynamodb, backends=backends)
+    return Api(app=app, backends=backends, s3=s3, dynamodb=dynamodb, settings=settings)
 
 
 def png_bytes(width: int = 40, height: int = 32) -> bytes:

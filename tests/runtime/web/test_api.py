@@ -68,8 +68,8 @@ def test_video_upload_gets_the_video_limit(api: Api) -> None:
         ([1, 2], 400, "invalid", "body"),
     ],
 )
-def test_upload_errors_name_the_field(api: Api, body: Any, status: int, code: str, field: str) -> None:
-    got_status, got, _ = api.call(UPLOAD, body=body)
+def test_upload_errors_name_the_field(refusing_api: Api, body: Any, status: int, code: str, field: str) -> None:
+    got_status, got, _ = refusing_api.call(UPLOAD, body=body)
     assert (got_status, *_error(got)) == (status, code, field)
     assert got["error"]["message"]
 
@@ -154,8 +154,8 @@ def test_cartoonize_checks_the_upload_in_the_bucket(api: Api) -> None:
         ({**GENERATE, "guidance_scale": 7}, "guidance_scale"),
     ],
 )
-def test_job_request_errors_name_the_field(api: Api, body: dict[str, Any], field: str) -> None:
-    status, answer, _ = api.call(CREATE, body=body)
+def test_job_request_errors_name_the_field(refusing_api: Api, body: dict[str, Any], field: str) -> None:
+    status, answer, _ = refusing_api.call(CREATE, body=body)
     assert (status, *_error(answer)) == (400, "invalid", field)
 
 
@@ -313,12 +313,19 @@ def test_image_job_follows_its_progress_json_to_done_with_links(api: Api) -> Non
     assert job["input"]["url"].split("?")[0].endswith(".png")
 
 
-def test_image_job_failure_in_progress_is_reported(api: Api) -> None:
+@pytest.mark.parametrize(
+    ("written", "code", "message"),
+    [
+        ("input: options.max_side must be >= 16", "failed", "input: options.max_side must be >= 16"),
+        ("413 too_large: the image is 9000 px wide", "too_large", "the image is 9000 px wide"),
+    ],
+)
+def test_image_job_failure_in_progress_is_reported(api: Api, written: str, code: str, message: str) -> None:
     job_id, output_key = _image_job(api)
-    message = "input: cannot decode the image"
-    _put_json(api, cartoon_contract.progress_key(output_key), {"state": "failed", "error": message})
+    _put_json(api, cartoon_contract.progress_key(output_key), {"state": "failed", "error": written})
     job = api.call(GET, job_id=job_id)[1]["job"]
-    assert job["state"] == "failed" and job["error"]["message"] == message and job["results"] == []
+    assert job["state"] == "failed" and job["results"] == []
+    assert job["error"] == {"code": code, "message": message, "field": None}
 
 
 def test_image_job_without_progress_goes_stale(api: Api) -> None:
@@ -384,3 +391,17 @@ def test_the_lambda_handler_reads_its_settings_from_the_environment(
     monkeypatch.setattr(handler_module, "_state", {"configured": True})
     answer = handler_module.handler(make_event(LIST, user=ALICE))
     assert answer["statusCode"] == 500 and json.loads(answer["body"])["error"]["code"] == "internal_error"
+
+
+def test_a_job_refused_by_the_jobs_allowance_does_not_use_up_images(api: Api) -> None:
+    api.rebuild(**{contract.ENV_JOBS_PER_HOUR: "1", contract.ENV_IMAGES_PER_HOUR: "10"})
+    assert api.call(CREATE, body={**GENERATE, "num_images": 2})[0] == 202
+    assert api.call(CREATE, body={**GENERATE, "num_images": 3})[0] == 429
+    items = api.dynamodb.query(
+        TableName=api.settings.table,
+        KeyConditionExpression="#u = :u AND begins_with(#s, :p)",
+        ExpressionAttributeNames={"#u": contract.TABLE_PARTITION_KEY, "#s": contract.TABLE_SORT_KEY},
+        ExpressionAttributeValues={":u": {"S": ALICE}, ":p": {"S": f"{contract.RATE_SORT_PREFIX}images#"}},
+    )["Items"]
+    assert [item["count"]["N"] for item in items] == ["2"]
+    assert all(int(item[contract.TABLE_TTL_ATTRIBUTE]["N"]) > time.time() + 3600 for item in items)
