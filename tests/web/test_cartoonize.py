@@ -155,3 +155,22 @@ def test_a_photo_dropped_on_the_drop_zone_is_cartoonized(
     expect(page.get_by_test_id("upload-status")).to_have_text("Uploaded dropped.png: 100%")
     expect(page.get_by_test_id("original-media")).to_have_attribute("alt", "Original: dropped.png")
     expect(zone).not_to_have_class(re.compile("dragging"))
+
+
+def test_a_broken_video_ends_failed_with_the_jobs_message(
+    signed_in: Callable[..., Page], studio: Studio, media_dir: Path
+) -> None:
+    page = signed_in("alice")
+    broken = media_dir / "broken.mp4"
+    broken.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8)
+    page.get_by_test_id("file-input").set_input_files(broken)
+    job = page.get_by_test_id("cartoon-job")
+    expect(job).to_have_attribute("data-state", "failed", timeout=JOB_TIMEOUT_MS)
+    expect(page.get_by_test_id("cartoon-state")).to_have_text("Failed")
+    alert = page.get_by_role("alert")
+    expect(alert).to_be_visible()
+    expect(page.get_by_test_id("error-message")).to_contain_text("not a readable video")  # the cartoonizer's words
+    expect(page.get_by_test_id("cartoon-result")).to_be_hidden()
+    job_id = job.get_attribute("data-job-id")
+    expect(page.locator(f'[data-testid="job-item"][data-job-id="{job_id}"]')).to_have_attribute("data-state", "failed")
+    studio.shot(page, "video-failed")
