@@ -54,3 +54,12 @@ def test_a_prompt_gives_an_image_with_its_seed_and_more_like_this_reuses_it(
     expect(page.get_by_test_id("generate-prompt-shown")).to_contain_text("a lighthouse on a cliff")
     studio.shot(page, "more-like-this")
     expect(page.get_by_test_id("job-item").filter(has_text="a lighthouse on a cliff")).to_have_count(2)
+
+    page.get_by_role("tab", name="Cartoonize").click()
+    page.locator(f'[data-testid="job-item"][data-job-id="{second_job}"] a').click()  # the job on show: its tab
+    expect(page.get_by_test_id("panel-generate")).to_be_visible()
+    page.locator(f'[data-testid="job-item"][data-job-id="{first_job}"] a').click()  # an earlier job: opened again
+    expect(page.get_by_test_id("generate-job")).to_have_attribute("data-job-id", first_job or "")
+    wait_for_result(page, "generate-result", timeout_ms=JOB_TIMEOUT_MS)
+    expect(page.get_by_test_id("result-seed").first).to_have_text(f"Seed {seed}")
+    assert page.url.endswith(f"#job/{first_job}")

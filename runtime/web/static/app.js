@@ -453,13 +453,9 @@ async function openJob(id) {
   try {
     job = (await api("GET", `/jobs/${encodeURIComponent(id)}`)).job;
   } catch (error) {
-    if (error.status === 404) {
-      resetPanels();
-      $("studio").dataset.notFound = id;
-    }
+    if (error.status === 404) resetPanels();
     throw error;
   }
-  delete $("studio").dataset.notFound;
   resetPanel(panelOf(job));
   if (job.kind === "generate") fillGenerateForm(job.request || {}, null);
   followJob(job);
@@ -474,6 +470,10 @@ async function loadJobs() {
     item.dataset.state = job.state;
     const link = item.querySelector("a");
     link.href = `#job/${job.id}`;
+    link.addEventListener("click", () => {
+      // the job already shown: no hashchange follows, so bring its tab forward here
+      if (state.shownJob[panelOf(job)] === job.id) selectTab(panelOf(job));
+    });
     item.querySelector(".kind").textContent = job.kind === "generate" ? "Generate" : `Cartoonize ${job.media || ""}`;
     item.querySelector(".what").textContent =
       job.kind === "generate" ? job.request?.prompt || "" : job.input?.filename || "";
