@@ -17,6 +17,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 def test_wrong_password_shows_the_sign_in_services_message(studio: Studio) -> None:
     page = studio.new_page()
     expect(page.get_by_test_id("signin-form")).to_be_visible()
+    expect(page.get_by_test_id("local-hint")).to_be_visible()  # config.json says auth.local
     studio.shot(page, "sign-in-form")
     fill_sign_in(page, "alice", "not-her-password")
     alert = page.get_by_role("alert")

@@ -570,6 +570,7 @@ function applyConfig() {
   $("num-images").replaceChildren(
     ...Array.from({ length: maxImages }, (_, i) => new Option(String(i + 1), String(i + 1))),
   );
+  $("local-hint").hidden = !state.config.auth?.local;
   const enabled = state.config.generate_enabled !== false;
   $("generate-off").hidden = enabled;
   for (const element of $("generate-form").elements) element.disabled = !enabled;
