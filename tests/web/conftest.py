@@ -20,7 +20,8 @@ from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, P
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "web"
-CHROMIUM = Path("/usr/bin/chromium")
+# Debian's chromium, or the browser GENART_CHROMIUM names (GitHub's Ubuntu runners have Google Chrome, no chromium).
+CHROMIUM = Path(os.environ.get("GENART_CHROMIUM") or "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -55,7 +56,7 @@ def _free_port() -> int:
 def chromium_path() -> Path:
     """Debian's chromium; missing: skipped here, a failure in CI (which installs it in .ci/run)."""
     if not CHROMIUM.exists():
-        message = f"{CHROMIUM} is missing (apt-get install chromium)"
+        message = f"{CHROMIUM} is missing (apt-get install chromium, or set GENART_CHROMIUM to a Chromium or Chrome)"
         if os.environ.get("CI"):
             pytest.fail(f"{message}: CI must run the browser tests")
         pytest.skip(message)
