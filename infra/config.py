@@ -329,6 +329,7 @@ DIFFUSION_MAX_SIDE = 768
 DIFFUSION_MAX_STEPS = 100
 DIFFUSION_MAX_IMAGES = 4
 DIFFUSION_SIZES = ((512, 512), (768, 768), (512, 768), (768, 512))
+DIFFUSION_MIN_SIDE = min(min(size) for size in DIFFUSION_SIZES)  # so the studio offers at least one size
 # A presigned POST can upload one object of at most 5 GB.
 PRESIGNED_POST_MAX_BYTES = 5_000_000_000
 DEFAULT_LICENCE = "Cartoonizer model: White-box Cartoonization, CC BY-NC-SA 4.0 (non-commercial)"
@@ -347,7 +348,7 @@ class WebConfig(_Settings, frozen=True):
     jobs_per_hour: Annotated[int, Field(ge=1, le=10_000)] = 20
     # Generated images (a generate job of 4 images counts 4).
     images_per_hour: Annotated[int, Field(ge=1, le=10_000)] = 20
-    max_generate_side: Annotated[int, Field(ge=min(min(size) for size in DIFFUSION_SIZES), le=DIFFUSION_MAX_SIDE)] = DIFFUSION_MAX_SIDE
+    max_generate_side: Annotated[int, Field(ge=DIFFUSION_MIN_SIDE, le=DIFFUSION_MAX_SIDE)] = DIFFUSION_MAX_SIDE
     max_generate_steps: Annotated[int, Field(ge=1, le=DIFFUSION_MAX_STEPS)] = 50
     max_generate_images: Annotated[int, Field(ge=1, le=DIFFUSION_MAX_IMAGES)] = DIFFUSION_MAX_IMAGES
     # Presigned upload and download links; the API signs them with its role's session, which lasts up to 12 hours.
