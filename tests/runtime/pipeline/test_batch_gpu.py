@@ -130,6 +130,8 @@ def test_the_path_length_mean_moves_once_per_round(
 
     def recording(images: torch.Tensor, ws: torch.Tensor, pl_mean: torch.Tensor, **kwargs: Any) -> Any:
         result = penalty(images, ws, pl_mean, **kwargs)
+        # y comes from the trainer, drawn for all rounds at once (per-call draws on a GPU would differ with the split)
+        assert kwargs["noise"] is not None and kwargs["noise"].shape == images.shape
         calls.append((float(pl_mean), float(result[1]), len(images)))
         return result
 
