@@ -266,6 +266,9 @@ class PipelineConfig(_Settings, frozen=True):
     # the preset exactly; a number becomes the default of the Batch / Gamma parameter and overrides the preset.
     batch: Annotated[int | None, Field(ge=1, le=1024)] = None
     gamma: Annotated[float | None, Field(ge=0, le=1000)] = None
+    # None: the BatchGpu parameter defaults to 0, auto (the per-GPU batch, capped by resolution: docs/stylegan2.md);
+    # a number of images per GPU per forward/backward round becomes its default.
+    batch_gpu: Annotated[int | None, Field(ge=1, le=1024)] = None
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Self:
@@ -274,6 +277,14 @@ class PipelineConfig(_Settings, frozen=True):
                 "must be at least max_run_hours when use_spot is true (SageMaker rejects a shorter wait)",
                 "max_wait_hours",
             )
+        if self.batch is not None and self.batch_gpu is not None:
+            per_instance = self.batch // self.training_instance_count
+            if self.batch % self.training_instance_count or per_instance % self.batch_gpu:
+                _fail(
+                    f"must divide the batch per training instance (batch {self.batch} / training_instance_count "
+                    f"{self.training_instance_count})",
+                    "batch_gpu",
+                )
         return self
 
 

@@ -23,6 +23,7 @@ from runtime.lambdas.notify.contract import (
     ACTION_VALIDATE,
 )
 from runtime.pipeline.stylegan2.contract import (
+    AUTO_BATCH_GPU,
     CFG_BATCH,
     CFG_GAMMA,
     CFG_LEARNING_RATE,
@@ -209,6 +210,10 @@ def _render(*, resources: PipelineResources, config: PipelineConfig, metric_defi
     kimg = ParameterInteger(name="Kimg", default_value=config.kimg)
     # Unless cdk.json sets them, Batch, Gamma and LearningRate default to "the ModelPreset's value" (contract.CFG_*).
     batch = ParameterInteger(name="Batch", default_value=CFG_BATCH if config.batch is None else config.batch)
+    # Images per GPU per forward/backward round (gradients accumulated over the rounds); 0: auto.
+    batch_gpu = ParameterInteger(
+        name="BatchGpu", default_value=AUTO_BATCH_GPU if config.batch_gpu is None else config.batch_gpu
+    )
     gamma = ParameterFloat(name="Gamma", default_value=CFG_GAMMA if config.gamma is None else config.gamma)
     learning_rate = ParameterFloat(name="LearningRate", default_value=CFG_LEARNING_RATE)
     mirror = ParameterInteger(name="Mirror", default_value=1)
@@ -228,6 +233,7 @@ def _render(*, resources: PipelineResources, config: PipelineConfig, metric_defi
         model_preset,
         kimg,
         batch,
+        batch_gpu,
         gamma,
         learning_rate,
         mirror,

@@ -43,6 +43,7 @@ from PIL import Image, ImageDraw
 from ..lambdas.notify import contract as notify_contract
 from .quality.gate import GateDecision, decide
 from .stylegan2.contract import (
+    AUTO_BATCH_GPU,
     CFG_GAMMA,
     CFG_LEARNING_RATE,
     CHECKPOINTS_PREFIX,
@@ -277,6 +278,7 @@ def hyperparameters(args: argparse.Namespace) -> dict[str, str]:
     values = {
         "Kimg": args.kimg,
         "Batch": args.batch,
+        "BatchGpu": args.batch_gpu,
         "Gamma": CFG_GAMMA,
         "LearningRate": CFG_LEARNING_RATE,
         "Resolution": args.resolution,
@@ -338,6 +340,7 @@ def run_parameters(layout: LocalLayout, args: argparse.Namespace) -> dict[str, A
         "ModelPreset": args.cfg,
         "Kimg": args.kimg,
         "Batch": args.batch,
+        "BatchGpu": args.batch_gpu,
         "Gamma": CFG_GAMMA,
         "LearningRate": CFG_LEARNING_RATE,
         "Mirror": 1,
@@ -543,6 +546,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--resolution", type=int, default=16)
     parser.add_argument("--cfg", default="tiny", help="model preset of stylegan2.train (tiny, small, paper256, ...)")
     parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--batch-gpu", type=int, default=AUTO_BATCH_GPU, help="the BatchGpu parameter (0: auto)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--max-fid", type=float, default=PUBLISH_ALWAYS, help="the MaxFid parameter (negative: publish always)"
@@ -553,6 +557,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.images < 1 or args.kimg <= 0 or args.batch < 1:
         parser.error("--images, --kimg and --batch must be positive")
+    if args.batch_gpu < 0:
+        parser.error(f"--batch-gpu must be positive or {AUTO_BATCH_GPU} (auto)")
     return args
 
 

@@ -209,6 +209,13 @@ def _error(envs: dict[str, Any], env_name: str = "dev") -> str:
         ("dev.pipeline.gamma", True, "envs.dev.pipeline.gamma: expected a number, got True"),
         ("dev.pipeline.gamma", "1.0", "envs.dev.pipeline.gamma: expected a number, got '1.0'"),
         ("dev.pipeline.max_wait_hours", 0, "envs.dev.pipeline.max_wait_hours: must be at least 1"),
+        ("dev.pipeline.batch_gpu", 0, "envs.dev.pipeline.batch_gpu: must be 1..1024"),
+        (
+            "dev.pipeline",
+            {"batch": 64, "batch_gpu": 24},
+            "envs.dev.pipeline.batch_gpu: must divide the batch per training instance "
+            "(batch 64 / training_instance_count 1)",
+        ),
         ("dev.bot.instance_types", [], "envs.dev.bot.instance_types: needs at least one instance type"),
         (
             "dev.bot.instance_types",

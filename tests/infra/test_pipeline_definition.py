@@ -8,7 +8,7 @@ import os
 import re
 import socket
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -32,9 +32,12 @@ from runtime.pipeline import local_run
 from runtime.pipeline.container.sagemaker_train import hyperparameter_args
 from runtime.pipeline.quality.gate import decide
 from runtime.pipeline.stylegan2 import contract as pipeline_contract
-from runtime.pipeline.stylegan2.config import TrainingPreset, training_preset
+from runtime.pipeline.stylegan2.config import TrainingPreset, auto_batch_gpu, training_preset
 from runtime.pipeline.stylegan2.metrics import METRIC_DEFINITIONS, format_metrics
 from tests.infra.pipeline_expressions import Execution, all_steps, validate_job_request
+
+if TYPE_CHECKING:
+    from runtime.pipeline.stylegan2.training_loop import TrainOptions
 
 # Shaped like the CDK tokens the stack passes, brackets included (the SDK must not try to parse them).
 RESOURCES = PipelineResources(
@@ -199,6 +202,7 @@ def test_parameters_and_defaults_follow_the_config(spot: dict[str, Any]) -> None
         "ModelPreset": ("String", "paper512"),
         "Kimg": ("Integer", 2000),
         "Batch": ("Integer", 16),
+        "BatchGpu": ("Integer", 0),  # auto
         "Gamma": ("Float", 2.0),
         "LearningRate": ("Float", 0.0),  # the preset's
         "Mirror": ("Integer", 1),
@@ -277,16 +281,22 @@ def test_hyperparameters_are_string_parameters_the_train_cli_accepts(spot: dict[
     assert (args.lr, args.mirror, args.snapshot_kimg) == (None, True, 50.0)  # LearningRate 0: the preset's
 
 
-def resolved_training(definition: dict[str, Any], **given: str) -> tuple[str, TrainingPreset]:
-    """The cfg and training values a run of this definition trains with: its default parameters overridden by
-    `given` (what start-pipeline-execution passes), through the image's entry point and the train CLI."""
+def resolved_options(definition: dict[str, Any], **given: str) -> TrainOptions:
+    """The TrainOptions a run of this definition starts with: its default parameters overridden by `given`
+    (what start-pipeline-execution passes), through the image's entry point and the train CLI."""
     from runtime.pipeline.stylegan2.train import parse_args, train_options
-    from runtime.pipeline.stylegan2.training_loop import resolved_training_values
 
     values = {p["Name"]: str(p["DefaultValue"]) for p in definition["Parameters"]} | given
     hyperparameters = {name: values[param] for name, param in pipeline_contract.TRAINING_HYPERPARAMETERS.items()}
     args = parse_args(["--data", "d", "--outdir", "o", "--checkpoint-dir", "c", *hyperparameter_args(hyperparameters)])
-    options = train_options(args, on_gpu=False)
+    return train_options(args, on_gpu=False)
+
+
+def resolved_training(definition: dict[str, Any], **given: str) -> tuple[str, TrainingPreset]:
+    """The cfg and training values a run of this definition trains with (see resolved_options)."""
+    from runtime.pipeline.stylegan2.training_loop import resolved_training_values
+
+    options = resolved_options(definition, **given)
     return options.cfg, resolved_training_values(options, gpus=1)
 
 
@@ -303,6 +313,24 @@ def test_a_default_run_trains_the_preset_exactly(offline: None, resolution: int)
         512: (64, 0.5, 0.0025),
         1024: (32, 2.0, 0.002),
     }[resolution]
+
+
+@pytest.mark.parametrize("resolution", [256, 512, 1024])
+def test_a_default_run_splits_the_batch_by_the_auto_cap(offline: None, resolution: int) -> None:
+    definition = render(PipelineConfig(resolution=resolution))
+    assert {p["Name"]: p["DefaultValue"] for p in definition["Parameters"]}["BatchGpu"] == 0
+    options = resolved_options(definition)
+    assert options.batch_gpu == 0  # auto: the trainer picks it per GPU
+    batch = training_preset(options.cfg, resolution=resolution).batch
+    # One GPU (ml.g5.2xlarge): the preset's batch in rounds of the resolution's cap (config.BATCH_GPU_CAPS).
+    assert auto_batch_gpu(resolution=resolution, batch_per_gpu=batch) == {256: 8, 512: 8, 1024: 4}[resolution]
+
+
+def test_batch_gpu_from_cdk_json_or_the_execution_reaches_the_trainer(offline: None) -> None:
+    definition = render(PipelineConfig(batch=32, batch_gpu=16))
+    assert {p["Name"]: p["DefaultValue"] for p in definition["Parameters"]}["BatchGpu"] == 16
+    assert resolved_options(definition).batch_gpu == 16
+    assert resolved_options(definition, BatchGpu="4").batch_gpu == 4
 
 
 def test_explicit_batch_gamma_and_lr_override_the_preset(spot: dict[str, Any], on_demand: dict[str, Any]) -> None:

@@ -32,10 +32,11 @@ def test_the_pipeline_function_publishes_and_validates_with_the_pipelines_names(
     assert f"{pipeline.FEATURE_EXTRACTOR_PREFIX}/" == notify.FEATURE_EXTRACTOR_PREFIX
     assert pipeline.FEATURE_EXTRACTOR_KEY.startswith(notify.FEATURE_EXTRACTOR_PREFIX)
     assert set(notify.MODEL_PRESETS) == set(CFG_NAMES)
-    assert (notify.CFG_BATCH, notify.CFG_GAMMA, notify.CFG_LEARNING_RATE) == (
+    assert (notify.CFG_BATCH, notify.CFG_GAMMA, notify.CFG_LEARNING_RATE, notify.AUTO_BATCH_GPU) == (
         pipeline.CFG_BATCH,
         pipeline.CFG_GAMMA,
         pipeline.CFG_LEARNING_RATE,
+        pipeline.AUTO_BATCH_GPU,
     )
     # Checkpoints sit outside the runs prefix (their own lifecycle) and the published key outside both.
     assert not pipeline.CHECKPOINTS_PREFIX.startswith(pipeline.RUNS_PREFIX)

@@ -25,6 +25,8 @@ MODEL_PRESETS = ("auto", "cifar", "paper256", "paper512", "paper1024", "small", 
 CFG_BATCH = 0
 CFG_GAMMA = -1.0
 CFG_LEARNING_RATE = 0.0
+# BatchGpu's "auto" (runtime/pipeline/stylegan2/contract.py AUTO_BATCH_GPU).
+AUTO_BATCH_GPU = 0
 
 # What a pipeline step asks of the function (the event's "action"); EventBridge's status events carry none.
 ACTION = "action"

@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 from botocore.exceptions import ClientError
 
 from ...common.errors import InputError
-from .contract import CFG_BATCH, CFG_GAMMA, CFG_LEARNING_RATE, FEATURE_EXTRACTOR_PREFIX, MODEL_PRESETS
+from .contract import AUTO_BATCH_GPU, CFG_BATCH, CFG_GAMMA, CFG_LEARNING_RATE, FEATURE_EXTRACTOR_PREFIX, MODEL_PRESETS
 
 _INSTANCE_TYPE = re.compile(r"ml\.[a-z0-9-]+\.[a-z0-9]+")
 # CreateTrainingJob's limit on MaxRuntimeInSeconds and MaxWaitTimeInSeconds (28 days).
@@ -64,6 +64,11 @@ def parameter_problems(params: Mapping[str, Any], *, datasets_bucket: str, model
     need("Kimg", lambda value: (number := _number(value)) is not None and number > 0, "a positive number")
     # CFG_BATCH, a negative Gamma and CFG_LEARNING_RATE (the defaults) stand for the ModelPreset's own values.
     need("Batch", integer_in(CFG_BATCH, 4096), f"an integer from 1 to 4096, or {CFG_BATCH} (the preset's)")
+    need(
+        "BatchGpu",
+        integer_in(AUTO_BATCH_GPU, 4096),
+        f"an integer from 1 to 4096 (images per GPU per round), or {AUTO_BATCH_GPU} (auto)",
+    )
     need("Gamma", lambda value: _number(value) is not None, f"a number (negative, e.g. {CFG_GAMMA}: the preset's)")
     need(
         "LearningRate",
@@ -86,6 +91,15 @@ def parameter_problems(params: Mapping[str, Any], *, datasets_bucket: str, model
     batch, count = _integer(params.get("Batch")), _integer(params.get("TrainingInstanceCount"))
     if batch is not None and batch != CFG_BATCH and count is not None and count > 0 and batch % count:
         problems.append(f"Batch ({batch}) must divide evenly over TrainingInstanceCount ({count}) instances")
+    # With the preset's batch (0) the trainer checks BatchGpu against it; its message names --batch-gpu.
+    batch_gpu = _integer(params.get("BatchGpu"))
+    if batch is not None and batch != CFG_BATCH and count and count > 0 and batch_gpu and batch_gpu > 0:
+        per_instance = batch // count if batch % count == 0 else None
+        if per_instance is not None and per_instance % batch_gpu:
+            problems.append(
+                f"BatchGpu ({batch_gpu}) must divide the batch per instance, Batch / TrainingInstanceCount "
+                f"({batch} / {count} = {per_instance})"
+            )
     for name, bucket, prefix in (
         ("InputDataUri", datasets_bucket, ""),
         ("FeatureExtractorUri", models_bucket, FEATURE_EXTRACTOR_PREFIX),

@@ -114,6 +114,23 @@ def auto_spec(*, resolution: int, gpus: int = 1) -> AutoSpec:
     )
 
 
+# The most images one GPU puts through G and D in one forward/backward round when --batch-gpu is auto (0), by
+# resolution (the first key >= the resolution; above the last, its cap). The per-GPU batch is split into rounds
+# of the largest divisor of it up to the cap, whose gradients are accumulated. These caps are conservative picks,
+# no larger than the per-GPU batches of NVIDIA's own configurations at each resolution (paper256/512: 8, 1024: 4,
+# auto below 256 px: 32); how much GPU memory they take here has NOT been measured.
+BATCH_GPU_CAPS: dict[int, int] = {128: 32, 256: 8, 512: 8, 1024: 4}
+
+
+def auto_batch_gpu(*, resolution: int, batch_per_gpu: int) -> int:
+    """--batch-gpu auto: the per-GPU batch, or its largest divisor within the resolution's cap (BATCH_GPU_CAPS)."""
+    if batch_per_gpu < 1:
+        raise ValueError(f"the per-GPU batch must be at least 1, got {batch_per_gpu}")
+    caps = sorted(BATCH_GPU_CAPS.items())
+    cap = next((limit for res, limit in caps if resolution <= res), caps[-1][1])
+    return max(d for d in range(1, min(cap, batch_per_gpu) + 1) if batch_per_gpu % d == 0)
+
+
 def training_preset(name: str, *, resolution: int, gpus: int = 1) -> TrainingPreset:
     """The training values of a cfg (`auto` computes them from resolution and GPU count)."""
     if name == "auto":

@@ -59,6 +59,7 @@ ENV_OPT_ML = "GENART_OPT_ML"
 TRAINING_HYPERPARAMETERS: dict[str, str] = {
     "kimg": "Kimg",
     "batch": "Batch",
+    "batch_gpu": "BatchGpu",
     "gamma": "Gamma",
     "lr": "LearningRate",
     "resolution": "Resolution",
@@ -72,6 +73,9 @@ TRAINING_HYPERPARAMETERS: dict[str, str] = {
 CFG_BATCH = 0
 CFG_GAMMA = -1.0
 CFG_LEARNING_RATE = 0.0
+# BatchGpu (the train CLI's --batch-gpu, images per GPU per forward/backward round) of 0, the default: the per-GPU
+# batch, capped by resolution (config.BATCH_GPU_CAPS); any other value must divide the per-GPU batch.
+AUTO_BATCH_GPU = 0
 
 # The step image: its build context is the repository's runtime/ folder (so runtime/common ships beside the step
 # code) and its Dockerfile path is relative to that context:

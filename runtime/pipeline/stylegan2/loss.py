@@ -23,13 +23,15 @@ def r1_penalty(real_images: torch.Tensor, real_logits: torch.Tensor) -> torch.Te
 
 
 def path_length_penalty(
-    images: torch.Tensor, ws: torch.Tensor, pl_mean: torch.Tensor, *, decay: float
+    images: torch.Tensor, ws: torch.Tensor, pl_mean: torch.Tensor, *, decay: float, noise: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-sample (|J^T y| - a)^2 with y ~ N(0, I) / sqrt(H W), and the updated running mean a (lerp by decay).
 
-    |J^T y| is the RMS over the ws layers of the gradient norm of sum(images * y) with respect to each style.
+    |J^T y| is the RMS over the ws layers of the gradient norm of sum(images * y) with respect to each style;
+    y is drawn here unless `noise` gives it (the trainer draws a whole batch's before splitting it into rounds).
     """
-    noise = torch.randn_like(images) / (images.shape[2] * images.shape[3]) ** 0.5
+    if noise is None:
+        noise = torch.randn_like(images) / (images.shape[2] * images.shape[3]) ** 0.5
     (grads,) = torch.autograd.grad((images * noise).float().sum(), ws, create_graph=True)
     lengths = grads.float().square().sum(dim=2).mean(dim=1).sqrt()
     new_mean = pl_mean.lerp(lengths.mean().detach().to(pl_mean.dtype), decay)

@@ -18,7 +18,7 @@ import torch
 from .augment import AUGPIPES
 from .cli import configure_step_logging, env_path, str2bool
 from .config import CFG_NAMES
-from .contract import CFG_BATCH, CFG_LEARNING_RATE
+from .contract import AUTO_BATCH_GPU, CFG_BATCH, CFG_LEARNING_RATE
 from .dataset import ImageDataset
 from .distributed import init_distributed, shutdown
 from .training_loop import Trainer, TrainOptions, log
@@ -50,6 +50,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--kimg", type=float, default=1000.0, help="training length in thousands of real images shown")
     parser.add_argument("--batch", type=int, default=None, help="total batch over all GPUs (default or 0: the cfg's)")
+    parser.add_argument(
+        "--batch-gpu",
+        type=int,
+        default=AUTO_BATCH_GPU,
+        help="images per GPU per forward/backward round, gradients accumulated over the rounds (default or 0: auto, "
+        "the per-GPU batch capped by resolution, config.BATCH_GPU_CAPS)",
+    )
     parser.add_argument("--gamma", type=float, default=None, help="R1 weight (default or negative: the cfg's)")
     parser.add_argument("--lr", type=float, default=None, help="Adam learning rate (default or 0: the cfg's)")
     parser.add_argument("--resolution", type=int, default=None, help="default: the dataset's")
@@ -89,6 +96,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.lr = None if args.lr == CFG_LEARNING_RATE else args.lr
     if args.kimg <= 0 or args.snapshot_kimg <= 0 or args.tick_kimg <= 0 or (args.batch is not None and args.batch < 0):
         parser.error("--kimg, --snapshot-kimg and --tick-kimg must be positive, --batch positive or 0 (the cfg's)")
+    if args.batch_gpu < 0:
+        parser.error(f"--batch-gpu must be positive or {AUTO_BATCH_GPU} (auto), got {args.batch_gpu}")
+    if args.batch and args.batch_gpu and args.batch % args.batch_gpu:
+        parser.error(f"--batch-gpu {args.batch_gpu} must divide --batch {args.batch} (per GPU: --batch / GPUs)")
     if args.lr is not None and not 0 < args.lr < 1:
         parser.error("--lr must be between 0 and 1 (0: the cfg's)")
     if [m.strip() for m in args.metrics.split(",")] != ["none"]:
@@ -141,6 +152,7 @@ def train_options(args: argparse.Namespace, *, on_gpu: bool) -> TrainOptions:
         checkpoint_dir=args.checkpoint_dir,
         kimg=args.kimg,
         batch=args.batch,
+        batch_gpu=args.batch_gpu,
         gamma=args.gamma,
         lr=args.lr,
         resolution=args.resolution or dataset_resolution(args.data),

@@ -15,7 +15,7 @@ import torch
 
 from . import checkpoint
 from .augment import ada_adjust, ada_augment, diff_augment
-from .config import CFG_NAMES, ModelConfig, TrainingPreset, preset, training_preset
+from .config import CFG_NAMES, ModelConfig, TrainingPreset, auto_batch_gpu, preset, training_preset
 from .dataset import ImageDataset
 from .distributed import DistEnv, any_rank, average_, average_gradients, check_in_sync, gather
 from .loss import discriminator_loss, generator_loss, path_length_penalty, r1_penalty
@@ -34,6 +34,7 @@ class TrainOptions:
     checkpoint_dir: Path
     kimg: float = 1000.0
     batch: int | None = None  # None: the preset's (64 for paper256/paper512)
+    batch_gpu: int = 0  # images per GPU per forward/backward round; 0: auto (config.auto_batch_gpu)
     gamma: float | None = None  # None: the preset's R1 weight (paper256 1, paper512 0.5)
     lr: float | None = None  # None: the preset's (0.002 for stylegan2/paper1024 and auto at 1024 px, else 0.0025)
     resolution: int = 256
@@ -120,7 +121,19 @@ class Trainer:
         self.ema_kimg, self.ema_rampup = values.ema_kimg, values.ema_rampup
         if self.batch % self.env.world_size:
             raise ValueError(f"--batch {self.batch} must be divisible by the {self.env.world_size} GPUs")
-        self.batch_gpu = self.batch // self.env.world_size
+        self.batch_per_gpu = self.batch // self.env.world_size
+        # Each phase runs in rounds of batch_gpu images per GPU whose gradients add up before its one optimizer step.
+        if options.batch_gpu < 0:
+            raise ValueError(f"--batch-gpu must be 0 (auto) or positive, got {options.batch_gpu}")
+        self.batch_gpu = options.batch_gpu or auto_batch_gpu(
+            resolution=options.resolution, batch_per_gpu=self.batch_per_gpu
+        )
+        if self.batch_per_gpu % self.batch_gpu:
+            raise ValueError(
+                f"--batch-gpu {self.batch_gpu} must divide the per-GPU batch {self.batch_per_gpu} "
+                f"(--batch {self.batch} over {self.env.world_size} GPU(s))"
+            )
+        self.rounds = self.batch_per_gpu // self.batch_gpu
         self.augpipe = "noaug" if not options.augment or options.aug == "noaug" else options.augpipe
         self.ada = options.aug == "ada" and self.augpipe in ("bg", "bgc")
         self.dataset = ImageDataset(options.data)
@@ -295,20 +308,32 @@ class Trainer:
         """D's logits for images, augmented inside the call (so R1's gradient is taken at the un-augmented reals)."""
         return (self.D if eager else self.D_main)(self._augment(images))
 
-    def _next_reals(self) -> torch.Tensor:
-        images = self.dataset.sample(self.batch_gpu, generator=self.data_rng, mirror=self.opts.mirror)
+    def _next_reals(self) -> list[torch.Tensor]:
+        """This step's reals (the per-GPU batch, drawn at once), as its rounds."""
+        images = self.dataset.sample(self.batch_per_gpu, generator=self.data_rng, mirror=self.opts.mirror)
         device = self.env.device
         images = images.pin_memory() if device.type == "cuda" else images
         reals = images.to(device, non_blocking=True).float() / 127.5 - 1.0
-        return reals.contiguous(memory_format=torch.channels_last) if self.opts.channels_last else reals
+        layout = torch.channels_last if self.opts.channels_last else torch.contiguous_format
+        return [chunk.contiguous(memory_format=layout) for chunk in self._rounds(reals)]
+
+    def _rounds(self, batch: torch.Tensor) -> list[torch.Tensor]:
+        """A per-GPU batch as its rounds; round r holds images r, r + rounds, r + 2 * rounds, ...
+
+        Strided rather than contiguous (NVIDIA's split): minibatch-stddev groups images i, i + n / group, ... of its
+        input, so whenever the group divides batch_gpu each round's groups are exactly the whole batch's.
+        """
+        return [batch] if self.rounds == 1 else [batch[r :: self.rounds] for r in range(self.rounds)]
 
     def _autocast(self) -> torch.autocast:
         return torch.autocast(device_type=self.env.device.type, dtype=torch.bfloat16, enabled=self.use_bf16)
 
-    def _optimize(self, optimizer: torch.optim.Adam, module: torch.nn.Module, loss: torch.Tensor) -> None:
-        """Backward, all-reduce with the NaN/Inf guard (on every path, one GPU included), step."""
-        optimizer.zero_grad(set_to_none=True)
-        torch.autograd.backward(loss)
+    def _accumulate(self, loss: torch.Tensor) -> None:
+        """Backward of one round's mean loss over the rounds, so the phase's gradient is the whole batch's mean's."""
+        torch.autograd.backward(loss / self.rounds)
+
+    def _step(self, optimizer: torch.optim.Adam, module: torch.nn.Module) -> None:
+        """After a phase's rounds: all-reduce with the NaN/Inf guard (on every path, one GPU included), step."""
         average_gradients(module.parameters(), self.env)
         optimizer.step()
 
@@ -316,7 +341,12 @@ class Trainer:
         return torch.randn(count, self.cfg.z_dim, device=self.env.device)
 
     def train_step(self) -> dict[str, torch.Tensor]:
-        """G main, G path-length (every pl_interval), D main, D R1 (every r1_interval), ADA update; returns losses."""
+        """G main, G path-length (every pl_interval), D main, D R1 (every r1_interval), ADA update; returns losses.
+
+        Each phase puts the per-GPU batch through in rounds of batch_gpu images, adding up their gradients before
+        its one optimizer step; the phase's per-image random inputs (latents, reals, path-length noise) are drawn
+        for the whole batch first, so the rounds see the same ones as one big round would.
+        """
         opts = self.opts
         do_pl = self.pl_weight > 0 and self.step % opts.pl_interval == 0
         do_r1 = self.gamma > 0 and self.step % opts.r1_interval == 0
@@ -324,44 +354,71 @@ class Trainer:
 
         # G main: non-saturating loss through a frozen discriminator.
         self.D.requires_grad_(False)
-        with self._autocast():
-            ws = self.G.styles(self._latents(self.batch_gpu), mixing_prob=self.mixing_prob, update_w_avg=True)
-            loss_g = generator_loss(self.run_D(self.synthesis_main(ws)))
-        self._optimize(self.opt_G, self.G, loss_g)
-        average_(self.G.mapping.w_avg, self.env)
-        losses["loss_G"] = loss_g.detach()
-
-        # G reg: path-length regularization on a smaller batch (eager: it needs a double backward).
-        if do_pl:
+        self.opt_G.zero_grad(set_to_none=True)
+        round_losses = []
+        for z in self._rounds(self._latents(self.batch_per_gpu)):
             with self._autocast():
-                count = max(1, self.batch_gpu // opts.pl_batch_shrink)
-                ws = self.G.styles(self._latents(count), mixing_prob=self.mixing_prob)
-                penalty, new_mean = path_length_penalty(self.G.synthesis(ws), ws, self.pl_mean, decay=opts.pl_decay)
-            self.pl_mean.copy_(new_mean)
+                ws = self.G.styles(z, mixing_prob=self.mixing_prob, update_w_avg=True)
+                loss_g = generator_loss(self.run_D(self.synthesis_main(ws)))
+            self._accumulate(loss_g)
+            round_losses.append(loss_g.detach())
+        self._step(self.opt_G, self.G)
+        average_(self.G.mapping.w_avg, self.env)
+        losses["loss_G"] = torch.stack(round_losses).mean()
+
+        # G reg: path-length regularization on batch_gpu / pl_batch_shrink images per round (eager: it needs a double
+        # backward). As in NVIDIA's code, each round moves the mean length a by pl_decay toward its own mean.
+        if do_pl:
+            self.opt_G.zero_grad(set_to_none=True)
+            count = self.rounds * max(1, self.batch_gpu // opts.pl_batch_shrink)
+            latents = self._latents(count)
+            noise = torch.randn(count, 3, self.cfg.resolution, self.cfg.resolution, device=self.env.device)
+            noise = noise / self.cfg.resolution  # y ~ N(0, I) / sqrt(H W)
+            round_losses = []
+            for z, y in zip(self._rounds(latents), self._rounds(noise), strict=True):
+                with self._autocast():
+                    ws = self.G.styles(z, mixing_prob=self.mixing_prob)
+                    penalty, new_mean = path_length_penalty(
+                        self.G.synthesis(ws), ws, self.pl_mean, decay=opts.pl_decay, noise=y
+                    )
+                self.pl_mean.copy_(new_mean)
+                self._accumulate(penalty.mean() * (self.pl_weight * opts.pl_interval))
+                round_losses.append(penalty.mean().detach())
             average_(self.pl_mean, self.env)
-            self._optimize(self.opt_G, self.G, penalty.mean() * (self.pl_weight * opts.pl_interval))
-            losses["pl"] = penalty.mean().detach()
+            self._step(self.opt_G, self.G)
+            losses["pl"] = torch.stack(round_losses).mean()
         self.D.requires_grad_(True)
 
         # D main: logistic loss on augmented fakes and reals.
-        with torch.no_grad(), self._autocast():
-            fakes = self.synthesis_main(self.G.styles(self._latents(self.batch_gpu), mixing_prob=self.mixing_prob))
+        self.opt_D.zero_grad(set_to_none=True)
+        latents = self._latents(self.batch_per_gpu)
         reals = self._next_reals()
-        with self._autocast():
-            real_logits = self.run_D(reals)
-            loss_d = discriminator_loss(real_logits, self.run_D(fakes))
-        self._optimize(self.opt_D, self.D, loss_d)
-        losses["loss_D"] = loss_d.detach()
-        self.ada_signs[0] += real_logits.detach().float().sign().sum()
-        self.ada_signs[1] += len(reals)
+        round_losses = []
+        for z, real in zip(self._rounds(latents), reals, strict=True):
+            with torch.no_grad(), self._autocast():
+                fakes = self.synthesis_main(self.G.styles(z, mixing_prob=self.mixing_prob))
+            with self._autocast():
+                real_logits = self.run_D(real)
+                loss_d = discriminator_loss(real_logits, self.run_D(fakes))
+            self._accumulate(loss_d)
+            round_losses.append(loss_d.detach())
+            self.ada_signs[0] += real_logits.detach().float().sign().sum()
+            self.ada_signs[1] += len(real)
+        self._step(self.opt_D, self.D)
+        losses["loss_D"] = torch.stack(round_losses).mean()
 
         # D reg: R1 at the un-augmented reals (augmentation happens inside the D call), scaled by the interval.
         if do_r1:
-            real_in = reals.detach().requires_grad_(True)
-            with self._autocast():
-                r1 = r1_penalty(real_in, self.run_D(real_in, eager=True))
-            self._optimize(self.opt_D, self.D, r1 * (self.gamma / 2 * opts.r1_interval))
-            losses["r1"] = r1.detach()
+            self.opt_D.zero_grad(set_to_none=True)
+            round_losses = []
+            for real in reals:
+                real_in = real.detach().requires_grad_(True)
+                with self._autocast():
+                    r1 = r1_penalty(real_in, self.run_D(real_in, eager=True))
+                self._accumulate(r1 * (self.gamma / 2 * opts.r1_interval))
+                round_losses.append(r1.detach())
+            self._step(self.opt_D, self.D)
+            losses["r1"] = torch.stack(round_losses).mean()
 
         if self.ada and (self.step + 1) % opts.ada_interval == 0:
             self._adjust_augment_p()
@@ -424,7 +481,8 @@ class Trainer:
         if self.env.is_main:
             log(
                 f"training {self.cfg} on {len(self.dataset)} images from {self.dataset.directory}: "
-                f"batch {self.batch} ({self.env.world_size} x {self.batch_gpu}) on {self.env.device}, "
+                f"batch {self.batch} ({self.env.world_size} GPU(s) x {self.rounds} round(s) x {self.batch_gpu}, "
+                f"minibatch-stddev group {min(self.cfg.mbstd_group, self.batch_gpu)}) on {self.env.device}, "
                 f"gamma {self.gamma}, "
                 f"bf16={self.use_bf16} compile={opts.compile} channels_last={opts.channels_last} "
                 f"augpipe={self.augpipe} aug={opts.aug if self.augpipe in ('bg', 'bgc') else '-'}"

@@ -280,6 +280,7 @@ def parameters(**changes: Any) -> dict[str, Any]:
         "ModelPreset": "paper256",
         "Kimg": 1000,
         "Batch": 32,
+        "BatchGpu": 0,
         "Gamma": 1.0,
         "LearningRate": 0.0025,
         "Mirror": 1,
@@ -309,6 +310,9 @@ def test_consistent_parameters_pass(uploaded: dict[str, str]) -> None:
     # The pipeline's defaults: the preset's batch, gamma and lr (its batch is the trainer's to check per GPU).
     preset = parameters(Batch=0, Gamma=-1.0, LearningRate=0.0, TrainingInstanceCount=3)
     assert notify.handler(preset, None) == {"status": "valid"}
+    # An explicit BatchGpu that divides the batch per instance; with the preset's batch the trainer checks it.
+    assert notify.handler(parameters(Batch=32, BatchGpu=8, TrainingInstanceCount=2), None) == {"status": "valid"}
+    assert notify.handler(parameters(Batch=0, BatchGpu=3), None) == {"status": "valid"}
 
 
 @pytest.mark.parametrize(
@@ -322,6 +326,15 @@ def test_consistent_parameters_pass(uploaded: dict[str, str]) -> None:
         ({"TrainingInstanceType": "g5.2xlarge"}, "TrainingInstanceType must be ml.<family>.<size>"),
         ({"LearningRate": 1}, "LearningRate must be between 0 and 1, or 0 (the preset's), got 1"),
         ({"Batch": -1}, "Batch must be an integer from 1 to 4096, or 0 (the preset's), got -1"),
+        (
+            {"BatchGpu": -1},
+            "BatchGpu must be an integer from 1 to 4096 (images per GPU per round), or 0 (auto), got -1",
+        ),
+        ({"BatchGpu": 2.5}, "BatchGpu must be an integer"),
+        (
+            {"Batch": 32, "BatchGpu": 16, "TrainingInstanceCount": 4},
+            "BatchGpu (16) must divide the batch per instance, Batch / TrainingInstanceCount (32 / 4 = 8)",
+        ),
         ({"Gamma": "strong"}, "Gamma must be a number"),
         ({"QualitySamples": 1}, "QualitySamples must be an integer of at least 2"),
         ({"MaxFid": "high"}, "MaxFid must be a number"),

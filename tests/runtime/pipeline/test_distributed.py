@@ -40,7 +40,7 @@ def test_two_rank_training_stays_in_sync(synthetic_dataset: Path, tmp_path: Path
     args = [
         "--data", str(synthetic_dataset), "--outdir", str(tmp_path / "model"), "--checkpoint-dir", str(tmp_path / "ck"),
         "--kimg", "0.024", "--batch", "8", "--resolution", "16", "--cfg", "tiny", "--snapshot-kimg", "0.016",
-        "--tick-kimg", "0.008", "--device", "cpu",
+        "--tick-kimg", "0.008", "--device", "cpu", "--batch-gpu", "2",
     ]  # fmt: skip
     port = _free_port()
     ctx = multiprocessing.get_context("fork")
@@ -54,7 +54,8 @@ def test_two_rank_training_stays_in_sync(synthetic_dataset: Path, tmp_path: Path
     logs = [log.read_text() if (log := tmp_path / f"rank{r}.log").exists() else "" for r in range(2)]
     assert [p.exitcode for p in ranks] == [0, 0], logs
     # Each snapshot runs a cross-rank equality check of G, D and G_ema; a divergence would fail the run.
-    assert "batch 8 (2 x 4)" in logs[0] and "diverged" not in logs[0] + logs[1]
+    # Each rank takes its 4 images in 2 rounds of 2, accumulating, before the one all-reduce of each phase.
+    assert "batch 8 (2 GPU(s) x 2 round(s) x 2" in logs[0] and "diverged" not in logs[0] + logs[1]
     assert logs[0].count("[metrics] ") == 3 and "[metrics]" not in logs[1], "only rank 0 logs"
     checkpoints = list_checkpoints(tmp_path / "ck")
     assert [p.name for p in checkpoints] == ["checkpoint-000000000016.pt", "checkpoint-000000000024.pt"]

@@ -26,6 +26,7 @@ def _options(root: Path, data: Path, kimg: float) -> TrainOptions:
         resolution=16,
         cfg="tiny",
         batch=8,
+        batch_gpu=4,  # two accumulated rounds per phase through the compiled, bf16, channels_last path
         kimg=kimg,
         snapshot_kimg=0.032,
         tick_kimg=0.032,
@@ -39,7 +40,7 @@ def _options(root: Path, data: Path, kimg: float) -> TrainOptions:
 def test_optimized_path_trains_and_resumes_on_cuda(synthetic_dataset: Path, tmp_path: Path) -> None:
     env = init_distributed(device="cuda")
     trainer = Trainer(_options(tmp_path, synthetic_dataset, kimg=0.064), env=env)
-    assert trainer.use_bf16 and next(trainer.G.parameters()).is_cuda
+    assert trainer.use_bf16 and next(trainer.G.parameters()).is_cuda and trainer.rounds == 2
     losses = trainer.train_step()
     assert all(math.isfinite(float(v)) for v in losses.values()), losses
     assert trainer.run() is True

@@ -143,3 +143,12 @@ def test_bad_parameters_fail_the_first_step_with_the_reason(tmp_path: Path, caps
     assert "Failed step: ValidateParameters" in failure and "Failure reason: InputError: invalid pipeline" in failure
     assert not (tmp_path / "containers").exists()
     assert not local_run.LocalLayout(tmp_path).published.exists()
+
+
+def test_batch_gpu_reaches_the_validation_step(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = local_run.main(["--workdir", str(tmp_path), "--images", "2", "--batch", "4", "--batch-gpu", "3"])
+    assert code == 1
+    assert "BatchGpu (3) must divide the batch per instance" in capsys.readouterr().err
+    args = local_run.parse_args(["--workdir", str(tmp_path), "--batch-gpu", "2"])
+    assert local_run.hyperparameters(args)["batch_gpu"] == "2"
+    assert local_run.hyperparameters(local_run.parse_args(["--workdir", str(tmp_path)]))["batch_gpu"] == "0"
