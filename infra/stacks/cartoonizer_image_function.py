@@ -7,12 +7,11 @@ from collections.abc import Mapping
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from cdk_nag import NagPackSuppression, NagSuppressions, RegexAppliesTo
 from constructs import Construct
 
-from infra.components.log_retention import set_retention_days
+from infra.components.function_role import allow, function_logs_and_role
 from infra.components.nag import wildcard_objects
 from infra.components.published_image import PublishedImage
 from infra.config import CartoonizerImageConfig
@@ -37,15 +36,12 @@ class CartoonizerImageFunction(Construct):
         removal_policy: RemovalPolicy,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.log_group = logs.LogGroup(self, "Logs", removal_policy=removal_policy)
-        set_retention_days(self.log_group, log_retention_days)
-        self.role = iam.Role(
+        self.log_group, self.role = function_logs_and_role(
             self,
-            "Role",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
             description="GenArt Cartoonizer image function: read its model and inputs, write results and its logs",
+            log_retention_days=log_retention_days,
+            removal_policy=removal_policy,
         )
-        self.log_group.grant_write(self.role)
         inputs, results = contract.INPUTS_PREFIX, contract.RESULTS_PREFIX
         self._allow("ReadModel", ["s3:GetObject"], [models_bucket.arn_for_objects(f"{model_prefix}*")])
         self._allow("ReadInputs", ["s3:GetObject"], [outputs_bucket.arn_for_objects(f"{inputs}*")])
@@ -104,6 +100,4 @@ class CartoonizerImageFunction(Construct):
         )
 
     def _allow(self, sid: str, actions: list[str], resources: list[str], **conditions: object) -> None:
-        self.role.add_to_principal_policy(
-            iam.PolicyStatement(sid=sid, actions=actions, resources=resources, conditions=conditions or None)
-        )
+        allow(self.role, sid, actions, resources, **conditions)

@@ -13,13 +13,13 @@ from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_apigatewayv2_authorizers as authorizers
 from aws_cdk import aws_apigatewayv2_integrations as integrations
 from aws_cdk import aws_dynamodb as dynamodb
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
 
+from infra.components.function_role import allow, function_logs_and_role
 from infra.components.log_retention import set_retention_days
 from infra.components.nag import wildcard_objects
 from runtime.web import contract
@@ -88,15 +88,12 @@ class WebApi(Construct):
             removal_policy=removal_policy,
         )
 
-        self.log_group = logs.LogGroup(self, "Logs", removal_policy=removal_policy)
-        set_retention_days(self.log_group, log_retention_days)
-        self.role = iam.Role(
+        self.log_group, self.role = function_logs_and_role(
             self,
-            "Role",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
             description="GenArt web studio API: sign uploads, start jobs, read their results, its table and logs",
+            log_retention_days=log_retention_days,
+            removal_policy=removal_policy,
         )
-        self.log_group.grant_write(self.role)
         self.allow("Table", list(TABLE_ACTIONS), [self.table.table_arn])
         self.function = lambda_.Function(
             self,
@@ -167,9 +164,7 @@ class WebApi(Construct):
 
     def allow(self, sid: str, actions: list[str], resources: list[str], **conditions: object) -> None:
         """Add one statement to the function's role."""
-        self.role.add_to_principal_policy(
-            iam.PolicyStatement(sid=sid, actions=actions, resources=resources, conditions=conditions or None)
-        )
+        allow(self.role, sid, actions, resources, **conditions)
 
     def allow_objects(self, sid: str, actions: list[str], bucket: s3.IBucket, prefixes: Sequence[str]) -> None:
         """Allow actions on the objects under each prefix of bucket (and nothing else of it)."""
