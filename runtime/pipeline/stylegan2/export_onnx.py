@@ -17,7 +17,7 @@ from torch import nn
 from ...common.errors import GenArtError
 from .config import preset
 from .networks import Generator
-from .onnx_graph import ExportGenerator
+from .onnx_graph import CONTRIB_OPSETS, ExportGenerator, name_fused_dims
 
 # "optimized": the graph form onnxruntime runs fastest (onnx_graph.py), what the pipeline publishes;
 # "current": the graph the exporter wrote before that rewrite (ContractGenerator traced as is), for benchmarks.
@@ -86,6 +86,7 @@ def export_generator(
             output_names=[OUTPUT_IMAGES],
             dynamic_axes={INPUT_LATENTS: {0: "batch"}, OUTPUT_IMAGES: {0: "batch"}},
             opset_version=opset,
+            custom_opsets=CONTRIB_OPSETS if graph == "optimized" else None,
             # Folding would store each weight twice (scaled and squared); onnxruntime folds at load instead.
             do_constant_folding=False,
             dynamo=False,
@@ -93,6 +94,8 @@ def export_generator(
     model = onnx.load(str(path))
     cfg = generator.cfg
     fix_output_dims(model, channels=3, resolution=cfg.resolution)
+    if graph == "optimized":
+        name_fused_dims(model)
     onnx.helper.set_model_props(
         model,
         {

@@ -6,7 +6,11 @@ copies) and renders with the constant noise, like ContractGenerator, but:
 - each polyphase convolution of the up-sampling conv pads its own input (one ONNX Conv with asymmetric pads):
   no Pad + Slice copies, and the four phase convolutions share one NCHWc reorder of their input;
 - the blurs (after it, and of the skip image) are padded depthwise Convs (no Pad in front);
-- the leaky ReLU's sqrt(2) gain is folded into the style multipliers of the layers that read its output;
+- demodulation is deferred: as d > 0, lrelu(c * d + noise + b) = d * lrelu(c + noise / d + b / d), so each
+  layer adds noise / d and b / d in one com.microsoft FusedConv that accumulates into the conv output (a 1x1
+  conv of the constant (noise, ones) image with per-sample weights) and then applies LeakyRelu: two passes
+  over the activations instead of four; d, with the leaky ReLU's sqrt(2) gain, joins the style multipliers of
+  the layers that read that output;
 - toRGB is a batched MatMul with per-sample modulated [3, C] weights (no full-size style Mul, and no NCHWc
   convolution padded from 3 to 16 output channels).
 """
@@ -16,6 +20,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import onnx
+import onnx.numpy_helper
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -23,6 +29,9 @@ from torch import nn
 from .networks import Generator, ModulatedConv2d, SynthesisBlock, SynthesisLayer, ToRGB, fp32_affine, upsample2x
 
 SQRT2 = math.sqrt(2.0)
+LRELU_SLOPE = 0.2
+# opset of onnxruntime's contrib domain, for FusedConv
+CONTRIB_OPSETS = {"com.microsoft": 1}
 
 
 class _PaddedConv(torch.autograd.Function):
@@ -57,6 +66,58 @@ def padded_conv(
 ) -> torch.Tensor:
     """conv2d(F.pad(x, pad), weight, groups=groups), exported as a single Conv node."""
     out: torch.Tensor = _PaddedConv.apply(x, weight, pad, groups)  # type: ignore[no-untyped-call]
+    return out
+
+
+class _NoiseBiasLeakyRelu(torch.autograd.Function):
+    """leaky_relu(z + noise * scale + bias, 0.2) with per-sample [N, C] scale and bias: a FusedConv, then LeakyRelu.
+
+    The FusedConv is a 1x1 conv of the constant [1, 2, H, W] image (noise, ones) with [N * C, 2, 1, 1] weights
+    (scale, bias) whose "sum" input is z viewed as [1, N * C, H, W]: onnxruntime accumulates into z's buffer on
+    every thread. Its own bias and activation would run in a single-threaded pass, hence neither is used here.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: object, z: torch.Tensor, noise: torch.Tensor, pairs: torch.Tensor, chw: tuple[int, ...]
+    ) -> torch.Tensor:
+        """Eager value; pairs [N, C, 2] holds (scale, bias), chw z's channels, height and width."""
+        scale, bias = pairs[..., 0, None, None], pairs[..., 1, None, None]
+        return F.leaky_relu(z + noise * scale + bias, LRELU_SLOPE)
+
+    @staticmethod
+    def symbolic(g: Any, z: torch.Value, noise: torch.Value, pairs: torch.Value, chw: tuple[int, ...]) -> torch.Value:
+        """Reshape to one image of N * C channels, FusedConv, reshape back, LeakyRelu."""
+        channels, height, width = chw
+
+        def const(*values: int) -> torch.Value:
+            return g.op("Constant", value_t=torch.tensor(values, dtype=torch.int64))  # type: ignore[no-any-return]
+
+        ones = g.op("ConstantOfShape", g.op("Shape", noise), value_t=torch.ones(1))
+        image = g.op("Concat", noise, ones, axis_i=1)  # folded to a constant when onnxruntime loads the model
+        absent = g.op("prim::Constant")  # an empty input name: FusedConv without its own bias
+        absent.setType(torch._C.OptionalType.ofTensor())
+        out = g.op(
+            "com.microsoft::FusedConv",
+            image,
+            g.op("Reshape", pairs, const(-1, 2, 1, 1)),
+            absent,
+            g.op("Reshape", z, const(1, -1, height, width)),
+            kernel_shape_i=[1, 1],
+        )
+        back = g.op("Reshape", out, const(-1, channels, height, width))
+        result: torch.Value = g.op("LeakyRelu", back, alpha_f=LRELU_SLOPE)
+        result.setType(z.type())
+        return result
+
+
+def noise_bias_leaky_relu(
+    z: torch.Tensor, noise: torch.Tensor, *, scale: torch.Tensor, bias: torch.Tensor
+) -> torch.Tensor:
+    """leaky_relu(z + noise * scale + bias, 0.2); noise [1, 1, H, W], scale and bias [N, C]."""
+    chw = tuple(int(size) for size in z.shape[1:])
+    pairs = torch.stack([scale, bias], dim=2)
+    out: torch.Tensor = _NoiseBiasLeakyRelu.apply(z, noise, pairs, chw)  # type: ignore[no-untyped-call]
     return out
 
 
@@ -101,10 +162,10 @@ class ExportSynthesis(nn.Module):
         self.generator = generator
 
     @staticmethod
-    def _modulated(conv: ModulatedConv2d, x: torch.Tensor, styles: torch.Tensor, *, in_gain: float) -> torch.Tensor:
-        """Convolve x scaled by styles * in_gain (in_gain: the sqrt(2) the producing layer left out)."""
+    def _modulated(conv: ModulatedConv2d, x: torch.Tensor, multipliers: torch.Tensor) -> torch.Tensor:
+        """Convolve x scaled by multipliers (styles times what the producing layer left out)."""
         weight = conv.weight * conv.weight_gain
-        x = x * (styles * in_gain if in_gain != 1.0 else styles)[:, :, None, None]
+        x = x * multipliers[:, :, None, None]
         if conv.upsample and conv.kernel is not None:
             # Transposed conv + blur: the zero last row/column of the phases is the blur's trailing padding.
             return blur(phase_conv_transpose(x, weight), conv.kernel, pad=(1, 0, 1, 0), gain=4.0)
@@ -112,22 +173,30 @@ class ExportSynthesis(nn.Module):
             return F.conv2d(upsample2x(x, None), weight, padding=conv.padding)
         return F.conv2d(x, weight, padding=conv.padding)
 
-    def _layer(self, layer: SynthesisLayer, x: torch.Tensor, w: torch.Tensor, *, in_gain: float) -> torch.Tensor:
-        """Modulated conv, demodulation, constant noise, bias, leaky ReLU without its sqrt(2) gain."""
+    def _layer(
+        self, layer: SynthesisLayer, x: torch.Tensor, w: torch.Tensor, *, carry: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The layer's output divided by its demodulation d, and d times sqrt(2) for the layers that read it.
+
+        carry is what the producing layer left out of x ([N, C_in]; None for the constant input).
+        """
         conv = layer.conv
         styles = fp32_affine(conv.affine, w)
-        x = self._modulated(conv, x, styles, in_gain=in_gain)
+        x = self._modulated(conv, x, styles if carry is None else styles * carry)
         weight = conv.weight * conv.weight_gain
-        dcoefs = (styles.square() @ weight.square().sum(dim=(2, 3)).T + 1e-8).rsqrt()
-        x = x * dcoefs[:, :, None, None] + layer.noise_const * layer.noise_strength
-        return F.leaky_relu(x + layer.bias[None, :, None, None], 0.2)
+        energy = styles.square() @ weight.square().sum(dim=(2, 3)).T + 1e-8  # demodulation d = energy ** -0.5
+        inverse = energy.sqrt()
+        x = noise_bias_leaky_relu(
+            x, layer.noise_const, scale=layer.noise_strength * inverse, bias=layer.bias[None, :] * inverse
+        )
+        return x, energy.rsqrt() * SQRT2
 
     @staticmethod
-    def _torgb(torgb: ToRGB, x: torch.Tensor, w: torch.Tensor, *, in_gain: float) -> torch.Tensor:
-        """Modulated 1x1 conv to RGB as [N, 3, C] @ [N, C, H*W]."""
+    def _torgb(torgb: ToRGB, x: torch.Tensor, w: torch.Tensor, *, carry: torch.Tensor) -> torch.Tensor:
+        """Modulated 1x1 conv to RGB as [N, 3, C] @ [N, C, H*W]; carry [N, C] is what x's producer left out."""
         conv = torgb.conv
-        styles = fp32_affine(conv.affine, w)
-        weight = conv.weight[:, :, 0, 0] * (conv.weight_gain * in_gain)
+        styles = fp32_affine(conv.affine, w) * carry
+        weight = conv.weight[:, :, 0, 0] * conv.weight_gain
         n, c, h, wd = x.shape
         rgb = (weight[None] * styles[:, None, :]) @ x.reshape(n, c, h * wd)
         return rgb.reshape(n, 3, h, wd) + torgb.bias[None, :, None, None]
@@ -135,6 +204,7 @@ class ExportSynthesis(nn.Module):
     def forward(self, ws: torch.Tensor) -> torch.Tensor:
         """Images [N, 3, R, R] from per-layer styles [N, num_ws, w_dim]."""
         x: torch.Tensor | None = None
+        carry: torch.Tensor | None = None
         img: torch.Tensor | None = None
         start = 0
         for block in self.generator.synthesis.blocks:
@@ -144,12 +214,12 @@ class ExportSynthesis(nn.Module):
             if block.conv0 is None:
                 assert block.const is not None
                 x = block.const.unsqueeze(0).expand(ws.shape[0], -1, -1, -1)
-                x = self._layer(block.conv1, x, bws[:, 0], in_gain=1.0)
+                x, carry = self._layer(block.conv1, x, bws[:, 0], carry=None)
             else:
                 assert x is not None
-                x = self._layer(block.conv0, x, bws[:, 0], in_gain=SQRT2)
-                x = self._layer(block.conv1, x, bws[:, 1], in_gain=SQRT2)
-            rgb = self._torgb(block.torgb, x, bws[:, block.num_ws - 1], in_gain=SQRT2)
+                x, carry = self._layer(block.conv0, x, bws[:, 0], carry=carry)
+                x, carry = self._layer(block.conv1, x, bws[:, 1], carry=carry)
+            rgb = self._torgb(block.torgb, x, bws[:, block.num_ws - 1], carry=carry)
             img = rgb if img is None else upsample_image(img, block.kernel) + rgb
         assert img is not None
         return img
@@ -168,3 +238,38 @@ class ExportGenerator(nn.Module):
         ws = self.generator.truncate(self.generator.styles(latents), truncation)
         images: torch.Tensor = self.synthesis(ws)
         return images.clamp(-1.0, 1.0)
+
+
+def name_fused_dims(model: onnx.ModelProto) -> int:
+    """Name the dims around each FusedConv so onnxruntime runs it and the LeakyRelu after it in place.
+
+    onnxruntime reuses an input's buffer for an output only when it can prove both shapes equal; the reshapes to
+    [1, N * C, H, W] and back leave unknown dims it cannot compare, so without names each FusedConv copies its
+    "sum" input first (a single-threaded pass into fresh pages). Returns how many FusedConv nodes were named.
+    """
+    (latents, *_) = model.graph.input
+    batch = latents.type.tensor_type.shape.dim[0].dim_param or "batch"
+    producers = {out: node for node in model.graph.node for out in node.output}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+
+    def constant(name: str) -> list[int]:
+        (attr,) = producers[name].attribute
+        return [int(v) for v in onnx.numpy_helper.to_array(attr.t).ravel()]
+
+    named = 0
+    for node in [n for n in model.graph.node if n.op_type == "FusedConv"]:
+        view = producers[node.input[3]]
+        (back,) = consumers[node.output[0]]
+        (act,) = consumers[back.output[0]]
+        _, _, height, width = constant(view.input[1])
+        _, channels, _, _ = constant(back.input[1])
+        flat: list[int | str] = [1, f"{batch}*{channels}", height, width]
+        full: list[int | str] = [batch, channels, height, width]
+        shapes = {view.output[0]: flat, node.output[0]: flat, back.output[0]: full, act.output[0]: full}
+        for name, dims in shapes.items():
+            model.graph.value_info.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, dims))
+        named += 1
+    return named

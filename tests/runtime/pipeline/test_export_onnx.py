@@ -117,3 +117,26 @@ def test_optimized_graph_has_no_copies_in_front_of_its_convolutions(tmp_path: Pa
 def test_export_rejects_an_unknown_graph(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="graph must be one of"):
         export_generator(random_generator(resolution=8), tmp_path / "x.onnx", kimg=0.0, graph="fast")
+
+
+def test_deferred_demodulation_renders_large_biases_noise_and_negative_styles(tmp_path: Path) -> None:
+    """The graph adds noise / d and b / d, then carries d into the next styles: exact only if d > 0 is used right."""
+    generator = random_generator(resolution=16, seed=5)
+    with torch.no_grad():  # random biases everywhere (affine biases too, so some styles are negative)
+        for name, param in generator.synthesis.named_parameters():
+            if name.endswith((".bias", "noise_strength")):
+                param.copy_(torch.randn_like(param))
+    path = export_generator(generator, tmp_path / "g.onnx", kimg=0.0)
+    assert verify_onnx(generator, path, latents=torch.randn(3, 512), truncations=(0.5, 1.0), atol=1e-4) < 1e-4
+
+
+def test_every_fused_conv_can_write_into_its_sum_input(tmp_path: Path) -> None:
+    """onnxruntime runs FusedConv in place only when its sum input and output have provably equal shapes."""
+    model = onnx.load(str(_export(tmp_path, "optimized.onnx")[0]))
+    shapes = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in model.graph.value_info}
+    fused = [n for n in model.graph.node if n.op_type == "FusedConv"]
+    assert len(fused) == 5  # tiny at 16 px: conv1 at 4 px, conv0 + conv1 at 8 and 16 px
+    for node in fused:
+        assert node.input[2] == ""  # no own bias: its bias pass would be single-threaded
+        assert shapes[node.input[3]] == shapes[node.output[0]]
+        assert str(shapes[node.output[0]][1]).startswith("batch*")  # named, not an unknown dim
