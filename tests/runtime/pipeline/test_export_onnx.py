@@ -133,7 +133,9 @@ def test_deferred_demodulation_renders_large_biases_noise_and_negative_styles(tm
 def test_every_fused_conv_can_write_into_its_sum_input(tmp_path: Path) -> None:
     """onnxruntime runs FusedConv in place only when its sum input and output have provably equal shapes."""
     model = onnx.load(str(_export(tmp_path, "optimized.onnx")[0]))
-    shapes = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in model.graph.value_info}
+    shapes = {
+        v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in model.graph.value_info
+    }
     fused = [n for n in model.graph.node if n.op_type == "FusedConv"]
     assert len(fused) == 5  # tiny at 16 px: conv1 at 4 px, conv0 + conv1 at 8 and 16 px
     for node in fused:
