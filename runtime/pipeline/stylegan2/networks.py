@@ -13,12 +13,13 @@ from .config import ModelConfig
 
 NoiseMode = Literal["random", "const", "none"]
 SQRT2 = math.sqrt(2.0)
+LRELU_SLOPE = 0.2
 SQRT_HALF = math.sqrt(0.5)
 
 
 def lrelu(x: torch.Tensor) -> torch.Tensor:
     """Leaky ReLU scaled by sqrt(2) so activations keep unit magnitude."""
-    return F.leaky_relu(x, 0.2) * SQRT2
+    return F.leaky_relu(x, LRELU_SLOPE) * SQRT2
 
 
 def fp32_affine(layer: nn.Module, w: torch.Tensor) -> torch.Tensor:

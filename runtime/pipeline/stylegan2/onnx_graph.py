@@ -17,7 +17,6 @@ copies) and renders with the constant noise, like ContractGenerator, but:
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import onnx
@@ -26,10 +25,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .networks import Generator, ModulatedConv2d, SynthesisBlock, SynthesisLayer, ToRGB, fp32_affine, upsample2x
+from .networks import (
+    LRELU_SLOPE,
+    SQRT2,
+    Generator,
+    ModulatedConv2d,
+    SynthesisBlock,
+    SynthesisLayer,
+    ToRGB,
+    fp32_affine,
+    upsample2x,
+)
 
-SQRT2 = math.sqrt(2.0)
-LRELU_SLOPE = 0.2
 # opset of onnxruntime's contrib domain, for FusedConv
 CONTRIB_OPSETS = {"com.microsoft": 1}
 
@@ -162,9 +169,10 @@ class ExportSynthesis(nn.Module):
         self.generator = generator
 
     @staticmethod
-    def _modulated(conv: ModulatedConv2d, x: torch.Tensor, multipliers: torch.Tensor) -> torch.Tensor:
-        """Convolve x scaled by multipliers (styles times what the producing layer left out)."""
-        weight = conv.weight * conv.weight_gain
+    def _modulated(
+        conv: ModulatedConv2d, x: torch.Tensor, weight: torch.Tensor, multipliers: torch.Tensor
+    ) -> torch.Tensor:
+        """Convolve x scaled by multipliers (styles times what the producing layer left out) with weight."""
         x = x * multipliers[:, :, None, None]
         if conv.upsample and conv.kernel is not None:
             # Transposed conv + blur: the zero last row/column of the phases is the blur's trailing padding.
@@ -182,8 +190,8 @@ class ExportSynthesis(nn.Module):
         """
         conv = layer.conv
         styles = fp32_affine(conv.affine, w)
-        x = self._modulated(conv, x, styles if carry is None else styles * carry)
         weight = conv.weight * conv.weight_gain
+        x = self._modulated(conv, x, weight, styles if carry is None else styles * carry)
         energy = styles.square() @ weight.square().sum(dim=(2, 3)).T + 1e-8  # demodulation d = energy ** -0.5
         inverse = energy.sqrt()
         x = noise_bias_leaky_relu(

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
 from runtime.pipeline.stylegan2.config import ModelConfig, preset
-from runtime.pipeline.stylegan2.networks import Discriminator, Generator, SynthesisLayer
+from runtime.pipeline.stylegan2.networks import Discriminator, Generator, SynthesisLayer, lrelu
 
 
 @pytest.fixture(scope="module")
@@ -94,3 +96,10 @@ def test_w_avg_tracks_the_mapping_output() -> None:
     # An exponential moving average from zero with beta 0.995 covers 1 - beta**10 of the mean after 10 updates.
     expected = g.mapping(z).mean(0) * (1 - 0.995**10)
     torch.testing.assert_close(g.mapping.w_avg, expected, atol=1e-5, rtol=1e-4)
+
+
+def test_lrelu_is_the_reference_activation() -> None:
+    """StyleGAN2's bias_act 'lrelu': slope 0.2 for negatives, gain sqrt(2) on both sides (the export shares it)."""
+    x = torch.tensor([-2.0, -1.0, 0.0, 1.0, 3.0])
+    expected = torch.tensor([-0.4, -0.2, 0.0, 1.0, 3.0]) * math.sqrt(2.0)
+    torch.testing.assert_close(lrelu(x), expected, rtol=0, atol=1e-7)
