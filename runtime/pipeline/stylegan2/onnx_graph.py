@@ -12,7 +12,9 @@ copies) and renders with the constant noise, like ContractGenerator, but:
   over the activations instead of four; d, with the leaky ReLU's sqrt(2) gain, joins the style multipliers of
   the layers that read that output;
 - toRGB is a batched MatMul with per-sample modulated [3, C] weights (no full-size style Mul, and no NCHWc
-  convolution padded from 3 to 16 output channels).
+  convolution padded from 3 to 16 output channels);
+- the 3x3 convolutions of many channels on few pixels (`winograd.winograd_pays`) run as Winograd F(4x4, 3x3):
+  2.25 multiply-adds per output and input channel instead of 9 (winograd.py).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import winograd
 from .networks import (
     LRELU_SLOPE,
     SQRT2,
@@ -179,6 +182,9 @@ class ExportSynthesis(nn.Module):
             return blur(phase_conv_transpose(x, weight), conv.kernel, pad=(1, 0, 1, 0), gain=4.0)
         if conv.upsample:
             return F.conv2d(upsample2x(x, None), weight, padding=conv.padding)
+        channels, resolution = int(x.shape[1]), int(x.shape[2])
+        if weight.shape[-1] == 3 and winograd.winograd_pays(channels=channels, resolution=resolution):
+            return winograd.winograd_conv3x3(x, weight)
         return F.conv2d(x, weight, padding=conv.padding)
 
     def _layer(

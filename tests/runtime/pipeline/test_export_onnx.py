@@ -13,6 +13,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from runtime.pipeline.stylegan2 import onnx_graph
 from runtime.pipeline.stylegan2.export_onnx import OnnxMismatchError, export_generator, random_generator, verify_onnx
 from runtime.pipeline.stylegan2.networks import Generator
 
@@ -142,3 +143,12 @@ def test_every_fused_conv_can_write_into_its_sum_input(tmp_path: Path) -> None:
         assert node.input[2] == ""  # no own bias: its bias pass would be single-threaded
         assert shapes[node.input[3]] == shapes[node.output[0]]
         assert str(shapes[node.output[0]][1]).startswith("batch*")  # named, not an unknown dim
+
+
+def test_winograd_layers_render_what_the_generator_renders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every 3x3 layer of a tiny generator forced through Winograd F(4x4, 3x3), batch 3, against PyTorch."""
+    monkeypatch.setattr(onnx_graph.winograd, "winograd_pays", lambda **_: True)
+    path, generator = _export(tmp_path, "winograd.onnx")
+    ops = [n.op_type for n in onnx.load(str(path)).graph.node]
+    assert ops.count("ConvTranspose") == 3  # conv1 at 4, 8 and 16 px: the output transform of each
+    assert verify_onnx(generator, path, latents=torch.randn(3, 512), truncations=(0.0, 1.0), atol=1e-4) < 1e-4
