@@ -144,8 +144,8 @@ def phase_conv_transpose(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     oo = padded_conv(x, weight[:, :, odd][:, :, :, odd], (0, 1, 0, 1))
     # Stacking measured faster in onnxruntime than DepthToSpace or Transpose-based interleaves (docs/benchmarks.md).
     t = torch.stack([torch.stack([ee, eo], dim=-1), torch.stack([oe, oo], dim=-1)], dim=3)  # [N, out, H+1, 2, W+1, 2]
-    n, c, h, _, w, _ = t.shape
-    return t.reshape(n, c, 2 * h, 2 * w)
+    c, h, w = (int(size) for size in (t.shape[1], t.shape[2], t.shape[4]))
+    return t.reshape(-1, c, 2 * h, 2 * w)
 
 
 def blur(x: torch.Tensor, kernel: torch.Tensor, *, pad: tuple[int, int, int, int], gain: float) -> torch.Tensor:
@@ -159,8 +159,8 @@ def upsample_image(img: torch.Tensor, kernel: torch.Tensor | None) -> torch.Tens
     """networks.upsample2x of the skip image: zero insertion, then the blur as one padded Conv (no Pad)."""
     if kernel is None:
         return upsample2x(img, None)
-    n, c, h, w = img.shape
-    zeros = F.pad(img.reshape(n, c, h, 1, w, 1), [0, 1, 0, 0, 0, 1]).reshape(n, c, 2 * h, 2 * w)
+    c, h, w = (int(size) for size in img.shape[1:])
+    zeros = F.pad(img.reshape(-1, c, h, 1, w, 1), [0, 1, 0, 0, 0, 1]).reshape(-1, c, 2 * h, 2 * w)
     return blur(zeros, kernel, pad=(2, 1, 2, 1), gain=4.0)
 
 
@@ -211,9 +211,9 @@ class ExportSynthesis(nn.Module):
         conv = torgb.conv
         styles = fp32_affine(conv.affine, w) * carry
         weight = conv.weight[:, :, 0, 0] * conv.weight_gain
-        n, c, h, wd = x.shape
-        rgb = (weight[None] * styles[:, None, :]) @ x.reshape(n, c, h * wd)
-        return rgb.reshape(n, 3, h, wd) + torgb.bias[None, :, None, None]
+        c, h, wd = (int(size) for size in x.shape[1:])
+        rgb = (weight[None] * styles[:, None, :]) @ x.reshape(-1, c, h * wd)
+        return rgb.reshape(-1, 3, h, wd) + torgb.bias[None, :, None, None]
 
     def forward(self, ws: torch.Tensor) -> torch.Tensor:
         """Images [N, 3, R, R] from per-layer styles [N, num_ws, w_dim]."""
