@@ -145,7 +145,7 @@ def compare_upsample(args: argparse.Namespace, header: dict[str, Any]) -> list[d
         cfg = "tiny" if args.tiny else f"paper{res}"
         models = {
             label: export_generator(
-                cfg, res, args.workdir / f"{cfg}-{res}-{up}-{graph}-v4.onnx", upsample=up, graph=graph
+                cfg, res, args.workdir / f"{cfg}-{res}-{up}-{graph}-v5.onnx", upsample=up, graph=graph
             )
             for label, up, graph in VARIANTS
         }
