@@ -61,16 +61,18 @@ def winograd_pays(*, channels: int, resolution: int) -> bool:
     return resolution >= 32 and channels >= 4 * resolution
 
 
-def _grouped_kernels(kind: str, groups: int, dtype: torch.dtype) -> torch.Tensor:
-    """The input (6x6) or output (4x4) transform as one kernel per product, repeated for each of `groups` channels.
+# One kernel per product: product (u, v) reads input tile pixel (p, q) with B^T[u, p] B^T[v, q] and adds into
+# output tile pixel (r, s) with A^T[r, u] A^T[s, v].
+INPUT_KERNELS = np.einsum("up,vq->uvpq", INPUT_TRANSFORM, INPUT_TRANSFORM).reshape(36, 1, TILE + 2, TILE + 2)
+OUTPUT_KERNELS = np.einsum("ru,sv->uvrs", OUTPUT_TRANSFORM, OUTPUT_TRANSFORM).reshape(36, 1, TILE, TILE)
+
+
+def _per_channel(kernels: np.ndarray, groups: int, dtype: torch.dtype) -> torch.Tensor:
+    """The 36 transform kernels repeated for each of `groups` channels, as a grouped convolution's weight.
 
     Built outside the traced graph so the exporter sees a constant of known shape (it cannot type a Conv whose
     weight comes from a Tile).
     """
-    if kind == "input":  # product (u, v) reads tile pixel (p, q) with B^T[u, p] B^T[v, q]
-        kernels = np.einsum("up,vq->uvpq", INPUT_TRANSFORM, INPUT_TRANSFORM).reshape(36, 1, 6, 6)
-    else:  # product (u, v) adds into output pixel (r, s) with A^T[r, u] A^T[s, v]
-        kernels = np.einsum("ru,sv->uvrs", OUTPUT_TRANSFORM, OUTPUT_TRANSFORM).reshape(36, 1, TILE, TILE)
     return torch.tensor(np.tile(kernels, (groups, 1, 1, 1)), dtype=dtype)
 
 
@@ -91,11 +93,11 @@ def winograd_conv3x3(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     if height % TILE or width % TILE:
         raise ValueError(f"x's height and width must be multiples of {TILE}, got {height}x{width}")
     tiles = (height // TILE, width // TILE)
-    products = F.conv2d(x, _grouped_kernels("input", channels, x.dtype), stride=TILE, padding=1, groups=channels)
+    products = F.conv2d(x, _per_channel(INPUT_KERNELS, channels, x.dtype), stride=TILE, padding=1, groups=channels)
     products = products.reshape(-1, channels, 36, tiles[0] * tiles[1]).transpose(1, 2)  # [N, 36, in, tiles]
     mixed = transformed_filters(weight) @ products  # [N, 36, out, tiles]
     mixed = mixed.transpose(1, 2).reshape(-1, out_channels * 36, *tiles)
     out: torch.Tensor = F.conv_transpose2d(
-        mixed, _grouped_kernels("output", out_channels, x.dtype), stride=TILE, groups=out_channels
+        mixed, _per_channel(OUTPUT_KERNELS, out_channels, x.dtype), stride=TILE, groups=out_channels
     )
     return out
