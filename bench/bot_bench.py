@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import platform
@@ -75,6 +76,18 @@ MALLOC_ENVS: dict[str, dict[str, str]] = {
     # the per-call block still faults in on every call, but in 2 MiB pages.
     "huge-pages": {"MALLOC_ARENA_MAX": "2", "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"},
 }
+
+# What an exported model depends on: a cached export is reused only while these files are unchanged.
+EXPORTER_SOURCES = tuple(
+    REPO / "runtime" / "pipeline" / "stylegan2" / name
+    for name in ("config.py", "networks.py", "onnx_graph.py", "winograd.py", "export_onnx.py")
+)
+
+
+def cached_model(workdir: Path, stem: str) -> Path:
+    """Path of the cached export `stem` under workdir, keyed by a digest of the exporter's sources."""
+    digest = hashlib.sha256(b"".join(source.read_bytes() for source in EXPORTER_SOURCES)).hexdigest()[:12]
+    return workdir / f"{stem}-{digest}.onnx"
 
 
 def export_generator(
@@ -145,7 +158,7 @@ def compare_upsample(args: argparse.Namespace, header: dict[str, Any]) -> list[d
         cfg = "tiny" if args.tiny else f"paper{res}"
         models = {
             label: export_generator(
-                cfg, res, args.workdir / f"{cfg}-{res}-{up}-{graph}-v5.onnx", upsample=up, graph=graph
+                cfg, res, cached_model(args.workdir, f"{cfg}-{res}-{up}-{graph}"), upsample=up, graph=graph
             )
             for label, up, graph in VARIANTS
         }
@@ -416,11 +429,11 @@ def main() -> int:
         compare_upsample(args, header)
         return 0
     if args.tiny:
-        models = {16: export_generator("tiny", 16, args.workdir / "tiny16.onnx")}
+        models = {16: export_generator("tiny", 16, cached_model(args.workdir, "tiny16"))}
         iters = min(args.iters, 3)
     else:
         models = {
-            res: export_generator(f"paper{res}", res, args.workdir / f"paper{res}.onnx")
+            res: export_generator(f"paper{res}", res, cached_model(args.workdir, f"paper{res}"))
             for res in (int(r) for r in args.resolutions.split(","))
         }
         iters = args.iters

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -39,3 +40,21 @@ def test_tiny_comparison_measures_all_four_exports(tmp_path: Path) -> None:
     gmac = {r["variant"]: r["gmac_per_image"] for r in rows}
     assert gmac["bilinear/current"] == gmac["bilinear/optimized"] > gmac["transposed/optimized"]
     assert "up-sampling alone" in completed.stdout
+
+
+def test_cached_exports_are_keyed_by_the_exporter_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model exported by an older exporter must not be reused: its cache path changes with any source file."""
+    spec = importlib.util.spec_from_file_location("bot_bench", REPO / "bench" / "bot_bench.py")
+    assert spec is not None and spec.loader is not None
+    bot_bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bot_bench)
+    assert all(source.is_file() for source in bot_bench.EXPORTER_SOURCES)  # the real list names existing files
+    sources = [tmp_path / "a.py", tmp_path / "b.py"]
+    for source in sources:
+        source.write_text("x = 1\n")
+    monkeypatch.setattr(bot_bench, "EXPORTER_SOURCES", tuple(sources))
+    before = bot_bench.cached_model(tmp_path, "paper256")
+    assert before.parent == tmp_path and before.name.startswith("paper256-") and before.suffix == ".onnx"
+    assert bot_bench.cached_model(tmp_path, "paper256") == before
+    sources[1].write_text("x = 2\n")
+    assert bot_bench.cached_model(tmp_path, "paper256") != before
